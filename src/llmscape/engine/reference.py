@@ -1,0 +1,79 @@
+"""The reference engine: one full forward pass per grid point, nothing clever.
+
+It is the ground truth every fast path is tested and benchmarked against, so it
+stays as plain as possible. The only care taken is in writing the weights: the live
+tensor is set to theta* + sum_k c_k d_k computed from untouched originals, never by
+adding and subtracting steps (which drifts, badly in bf16), and the originals are
+written back bitwise when the engine is closed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from llmscape.data import EvalSet
+from llmscape.directions import Direction
+from llmscape.loss import SequenceStats, shifted_targets, token_nll_and_correct
+
+
+class PerturbedWeights:
+    """Writes theta* + sum_k c_k d_k into a model's target tensors, restoring theta* on close."""
+
+    def __init__(self, model: torch.nn.Module, directions: list[Direction]):
+        params = dict(model.named_parameters())
+        self.names = list(directions[0])
+        self.live = {n: params[n] for n in self.names}
+        self.origin = {n: p.detach().clone() for n, p in self.live.items()}
+        self.directions = [{n: d[n].to(p.device, torch.float32) for n, p in self.live.items()} for d in directions]
+
+    @torch.no_grad()
+    def set(self, coeffs) -> None:
+        for n, p in self.live.items():
+            w = self.origin[n].float()
+            for c, d in zip(coeffs, self.directions):
+                w = torch.add(w, d[n], alpha=float(c))
+            p.copy_(w)
+
+    @torch.no_grad()
+    def restore(self) -> None:
+        for n, p in self.live.items():
+            p.copy_(self.origin[n])
+
+
+class ReferenceEngine:
+    name = "reference"
+
+    def __init__(self, model: torch.nn.Module, data: EvalSet, directions: list[Direction], batch_size: int = 8):
+        self.model = model
+        self.device = next(model.parameters()).device
+        self.data = data
+        self.batch_size = batch_size
+        self.weights = PerturbedWeights(model, directions)
+        self.block_size = 1
+
+    @torch.no_grad()
+    def _stats_at_current_weights(self) -> tuple[np.ndarray, np.ndarray]:
+        nll, correct = [], []
+        for start in range(0, len(self.data), self.batch_size):
+            ids = self.data.input_ids[start : start + self.batch_size].to(self.device)
+            mask = self.data.attention_mask[start : start + self.batch_size].to(self.device)
+            logits = self.model(input_ids=ids, attention_mask=mask).logits[:, :-1]
+            labels, label_mask = shifted_targets(ids, mask)
+            s, c = token_nll_and_correct(logits, labels, label_mask)
+            nll.append(s)
+            correct.append(c)
+        return torch.cat(nll).double().cpu().numpy(), torch.cat(correct).double().cpu().numpy()
+
+    def evaluate(self, coeffs: np.ndarray) -> SequenceStats:
+        """Statistics at each point of ``coeffs`` [P, n_axes]; weights restored afterwards."""
+        nll, correct = [], []
+        try:
+            for point in np.atleast_2d(coeffs):
+                self.weights.set(point)
+                s, c = self._stats_at_current_weights()
+                nll.append(s)
+                correct.append(c)
+        finally:
+            self.weights.restore()
+        return SequenceStats(np.stack(nll), np.stack(correct))

