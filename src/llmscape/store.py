@@ -102,25 +102,43 @@ def _decode(value):
 
 def merge(shard_paths: list[str | Path], key_attr: str = "identity") -> Landscape:
     """Assemble shards of one landscape; every point must be computed by some shard."""
+    if not shard_paths:
+        raise LlmscapeError("merge: no shard files given")
     shards = [Landscape.load(p) for p in shard_paths]
     first = shards[0]
+    n_total = first.attrs["shard"][1]
     out = Landscape.empty(first.axes, first.per_sequence_loss.shape[-1], first.attrs)
-    for path, shard in zip(shard_paths, shards):
+    seen: dict[int, str | Path] = {}
+    for path, shard in zip(shard_paths, shards, strict=True):
         if shard.attrs.get(key_attr) != first.attrs.get(key_attr):
             raise LlmscapeError(f"shard {path} belongs to a different landscape (its {key_attr} differs)")
         k, n_shards = shard.attrs["shard"]
+        if n_shards != n_total:
+            raise LlmscapeError(f"{path} is shard {k} of {n_shards}, but {shard_paths[0]} is one of {n_total}")
+        if k in seen:
+            raise LlmscapeError(f"shard {k} of {n_shards} given more than once: {seen[k]} and {path}")
+        seen[k] = path
         expected = shard_indices(int(np.prod(out.shape)), n_shards, k)
         missing = np.flatnonzero(~shard.computed.ravel()[expected])
         if missing.size:
-            raise LlmscapeError(f"shard {path} is incomplete: {missing.size} of its {expected.size} points not computed")
+            raise LlmscapeError(
+                f"shard {path} is incomplete: {missing.size} of its {expected.size} points not computed"
+            )
         idx = np.unravel_index(expected, out.shape)
         for key in METRICS:
             getattr(out, key)[idx] = getattr(shard, key)[idx]
         out.per_sequence_loss[idx] = shard.per_sequence_loss[idx]
         out.computed[idx] = True
+    absent = sorted(set(range(n_total)) - set(seen))
+    if absent:
+        names = ", ".join(f"shard {k} of {n_total}" for k in absent)
+        raise LlmscapeError(f"merge: {names} missing (given: {', '.join(map(str, shard_paths))})")
     if not out.computed.all():
-        raise LlmscapeError(f"shards {list(map(str, shard_paths))} leave {(~out.computed).sum()} grid points uncomputed")
+        raise LlmscapeError(
+            f"shards {list(map(str, shard_paths))} leave {(~out.computed).sum()} grid points uncomputed"
+        )
     out.attrs.pop("shard", None)
+    out.attrs.pop("points_computed_this_run", None)
     out.attrs["n_shards"] = len(shards)
     out.attrs["wall_time_s"] = float(sum(s.attrs.get("wall_time_s", 0.0) for s in shards))
     return out
