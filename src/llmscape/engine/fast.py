@@ -1,0 +1,541 @@
+"""The fast grid engine: prefix reuse, batched points, chunked head, layer streaming.
+
+Same numbers as the reference engine (tests/test_engine_fast.py), computed with less
+work (DESIGN.md, "Where the time goes"):
+
+* Prefix reuse. Let k be the first decoder layer holding a target. The hidden states
+  entering layer k do not depend on the grid point; they are computed once per
+  sequence batch (at construction) and every point runs layers k.. only.
+* Batched points. A block of K points runs as one batch of K x B rows (point-major:
+  row = p * B + s). A perturbed ``nn.Linear`` keeps its weight W; a forward hook adds
+  the per-point term sum_a c_pa x D_a^T as ONE matmul, [c_p1 x, c_p2 x] @ [D_1 D_2]^T,
+  accumulated into x W^T in place. No per-point weight is ever materialized. The
+  input embedding is linear in its weight too: W[ids] is part of the prefix and the
+  point's sum_a c_pa D_a[ids] is added to it. Any other targeted tensor (RMSNorm
+  weights) falls back to a per-point loop over the module with theta* + sum c d
+  written into a fresh tensor (never into the model's own weight).
+* Chunked head. Only the positions that predict a token go through the head, in
+  vocabulary chunks; per chunk we keep the log-sum-exp, the max and its index, and
+  the target's logit, so the logits of a block are never materialized whole.
+  A tied head (lm_head.weight is embed_tokens.weight) is perturbed when the
+  embedding is, exactly as in the reference engine.
+* Streaming. With ``stream: true`` the model is an empty skeleton and layers are
+  brought in one at a time, layer-major: each layer is loaded once per block of
+  points and the hidden states of every sequence batch of the block pass through it
+  (engine/streaming.py).
+* Memory. ``memory_mb`` bounds activations (and, when streaming, the one layer and
+  head chunk on the device); the block size K and vocabulary chunk follow from it.
+  A block that runs out of memory is retried with half the points.
+
+The decoder layers, rotary embedding and causal mask are the model's own modules
+(``transformers`` Llama-style: ``model.model.{embed_tokens,layers,norm,rotary_emb}``),
+called exactly as ``LlamaModel.forward`` calls them.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import types
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from llmscape.data import EvalSet
+from llmscape.directions import Direction
+from llmscape.errors import LlmscapeError
+from llmscape.loss import SequenceStats, shifted_targets
+from llmscape.targets import layer_index
+
+log = logging.getLogger("llmscape")
+
+DEFAULTS = {
+    "memory_mb": 2048,
+    "device": "cpu",
+    "dtype": "float32",
+    "stream": False,
+    "offload": None,  # streaming source: disk (cpu compute) / cpu (cuda compute)
+    "max_block": 64,  # most grid points per block
+    "seq_batch": None,  # sequences per forward; None: from the memory budget
+    "head_chunk": None,  # vocabulary rows per head chunk; None: from the memory budget
+    "threads": None,  # torch.set_num_threads, None: leave as is
+}
+
+
+def is_oom(exc: BaseException) -> bool:
+    if isinstance(exc, torch.OutOfMemoryError):
+        return True
+    msg = str(exc).lower()
+    return isinstance(exc, RuntimeError) and ("out of memory" in msg or "can't allocate memory" in msg)
+
+
+class _LinearDelta:
+    """Forward hook adding sum_a c_pa (x D_a^T + db_a) to an nn.Linear's output, per point."""
+
+    def __init__(self, engine: FastEngine, module: torch.nn.Linear, weight_dirs, bias_dirs):
+        self.engine = engine
+        self.module = module
+        self.weight_dirs = weight_dirs  # list over axes of [out, in] (CPU float32), or None
+        self.bias_dirs = bias_dirs  # list over axes of [out], or None
+        self.dcat = None
+        self.bcat = None
+
+    def nbytes(self, elt: int) -> int:
+        n = sum(d.numel() for d in (self.weight_dirs or [])) + sum(d.numel() for d in (self.bias_dirs or []))
+        return n * elt
+
+    def to_device(self, device, dtype) -> None:
+        if self.weight_dirs is not None and self.dcat is None:
+            self.dcat = torch.cat([d.to(device, dtype) for d in self.weight_dirs], dim=1).t().contiguous()
+        if self.bias_dirs is not None and self.bcat is None:
+            self.bcat = torch.stack([d.to(device, dtype) for d in self.bias_dirs])
+
+    def drop(self) -> None:
+        self.dcat = self.bcat = None
+
+    def __call__(self, module, args, out):
+        e = self.engine
+        x = args[0]
+        k = e._k_now
+        c = e._c_dev  # [K, n_axes]
+        out3 = out.view(k, -1, out.shape[-1])
+        if self.dcat is not None:
+            x3 = x.reshape(k, -1, x.shape[-1])
+            if c.shape[1] == 1:
+                xs = x3 * c[:, 0].view(k, 1, 1)
+            else:
+                xs = torch.cat([x3 * c[:, a].view(k, 1, 1) for a in range(c.shape[1])], dim=-1)
+            out2 = out3.view(-1, out.shape[-1])
+            out2.addmm_(xs.view(-1, xs.shape[-1]), self.dcat)
+        if self.bcat is not None:
+            out3.add_((c @ self.bcat).unsqueeze(1))
+        return out
+
+
+class _Fallback:
+    """Per-point loop over a module whose targeted tensors are not nn.Linear weights.
+
+    Each point's tensor theta* + sum_a c_pa d_a is computed as the reference engine
+    computes it, into a fresh tensor swapped into the module for that call only.
+    """
+
+    def __init__(self, engine: FastEngine, module: torch.nn.Module, dirs: dict[str, list[torch.Tensor]]):
+        self.engine = engine
+        self.module = module
+        self.dirs = dirs  # attribute name -> list over axes
+        self.dev_dirs: dict[str, list[torch.Tensor]] | None = None
+
+    def nbytes(self, elt: int) -> int:
+        return sum(d.numel() for ds in self.dirs.values() for d in ds) * 4
+
+    def to_device(self, device, dtype) -> None:
+        if self.dev_dirs is None:
+            self.dev_dirs = {a: [d.to(device, torch.float32) for d in ds] for a, ds in self.dirs.items()}
+
+    def drop(self) -> None:
+        self.dev_dirs = None
+
+    def install(self) -> None:
+        module, fb = self.module, self
+        original = type(module).forward
+
+        def forward(self_, x, *args, **kwargs):
+            k = fb.engine._k_now
+            coeffs = fb.engine._c_np
+            outs = []
+            saved = {a: self_._parameters[a] for a in fb.dirs}
+            try:
+                for p, xp in enumerate(x.chunk(k, dim=0)):
+                    for a, ds in fb.dev_dirs.items():
+                        w = saved[a].float()
+                        for c, d in zip(coeffs[p], ds, strict=True):
+                            w = torch.add(w, d, alpha=float(c))
+                        self_._parameters[a] = w.to(saved[a].dtype)
+                    outs.append(original(self_, xp, *args, **kwargs))
+            finally:
+                for a, t in saved.items():
+                    self_._parameters[a] = t
+            return torch.cat(outs, dim=0)
+
+        module.forward = types.MethodType(forward, module)
+
+    def uninstall(self) -> None:
+        self.module.__dict__.pop("forward", None)
+
+
+class FastEngine:
+    name = "fast"
+
+    def __init__(self, model, data: EvalSet, directions: list[Direction], **options):
+        unknown = set(options) - set(DEFAULTS)
+        if unknown:
+            raise LlmscapeError(f"unknown fast engine option(s) {sorted(unknown)}; known: {sorted(DEFAULTS)}")
+        self.options = {**DEFAULTS, **options}
+        o = self.options
+        if o["threads"]:
+            torch.set_num_threads(int(o["threads"]))
+        from llmscape.engine.streaming import ResidentWeights, StreamedWeights
+
+        if isinstance(model, (str, Path)):
+            if o["stream"]:
+                self.weights = StreamedWeights(model, o["dtype"], o["device"], o["offload"])
+            else:
+                from llmscape.models import load_prepared
+
+                loaded, _ = load_prepared(model, o["dtype"], o["device"])
+                self.weights = ResidentWeights(loaded)
+        else:
+            if o["stream"]:
+                raise LlmscapeError("stream: true needs the model directory, not a loaded model")
+            self.weights = ResidentWeights(model)
+        self.model = self.weights.model
+        self.device = self.weights.device
+        self.dtype = self.weights.dtype
+        self.elt = torch.empty((), dtype=self.dtype).element_size()
+        inner = getattr(self.model, "model", None)
+        for attr in ("layers", "norm", "rotary_emb", "embed_tokens"):
+            if not hasattr(inner, attr):
+                raise LlmscapeError(
+                    f"the fast engine needs a Llama-style model (model.model.{attr}); "
+                    f"{type(self.model).__name__} lacks it: use engine.kind: reference"
+                )
+        self.layers = inner.layers
+        self.n_layers = len(self.layers)
+        self.config = self.model.config
+        self.data = data
+        self.n_axes = len(directions)
+        if self.n_axes < 1:
+            raise LlmscapeError("the fast engine needs at least one direction")
+        self._plan_targets(directions)
+        self._k_now = 1
+        self._c_dev = None
+        self._c_np = None
+        self._plan_memory()
+        self._prepare_prefix()
+
+    # ------------------------------------------------------------------ planning
+    def _plan_targets(self, directions: list[Direction]) -> None:
+        """Sort every targeted tensor into: input embedding, head, linear hook, or fallback."""
+        names = list(directions[0])
+        by_name = dict(self.model.named_parameters(remove_duplicate=False))
+        missing = [n for n in names if n not in by_name]
+        if missing:
+            raise LlmscapeError(f"direction tensors not in the model: {missing[:5]}")
+        embed_w = self.weights.embed.weight
+        head_w = self.weights.head.weight
+        self.embed_dirs = None  # list over axes of [V, H]
+        self.head_dirs = None
+        linear: dict[int, dict] = {}
+        fallback: dict[int, dict] = {}
+        modules = {}
+        owner = {}
+        for mname, mod in self.model.named_modules():
+            for pname, p in mod.named_parameters(recurse=False):
+                owner.setdefault(id(p), []).append((mname, mod, pname))
+        self.start_layer = self.n_layers  # first layer that runs per point
+        for name in names:
+            p = by_name[name]
+            dirs = [d[name] for d in directions]
+            for d in dirs:
+                if tuple(d.shape) != tuple(p.shape):
+                    raise LlmscapeError(f"direction for {name} has shape {tuple(d.shape)}, weight {tuple(p.shape)}")
+            for mname, mod, pname in owner[id(p)]:
+                if p is embed_w and mod is self.weights.embed:
+                    self.embed_dirs = dirs
+                    self.start_layer = 0
+                    continue
+                if p is head_w and mod is self.weights.head:
+                    self.head_dirs = dirs
+                    continue
+                if mod is self.weights.head or mod is self.weights.embed:
+                    raise LlmscapeError(f"the fast engine cannot perturb {name}; use engine.kind: reference")
+                li = layer_index(mname + "." + pname)
+                if li is None:
+                    if mod is not self.model.model.norm:
+                        raise LlmscapeError(
+                            f"the fast engine cannot perturb {name} (module {mname}); use engine.kind: reference"
+                        )
+                else:
+                    self.start_layer = min(self.start_layer, li)
+                modules[id(mod)] = (mname, mod, li)
+                if isinstance(mod, torch.nn.Linear) and pname in ("weight", "bias"):
+                    linear.setdefault(id(mod), {})[pname] = dirs
+                else:
+                    fallback.setdefault(id(mod), {})[pname] = dirs
+        self.hooks_by_layer: dict[int | None, list] = {}
+        for key, parts in linear.items():
+            mname, mod, li = modules[key]
+            h = _LinearDelta(self, mod, parts.get("weight"), parts.get("bias"))
+            self.hooks_by_layer.setdefault(li, []).append(h)
+        for key, parts in fallback.items():
+            mname, mod, li = modules[key]
+            self.hooks_by_layer.setdefault(li, []).append(_Fallback(self, mod, parts))
+        self.n_linear = len(linear)
+        self.n_fallback = len(fallback)
+        self.target_names = names
+
+    def _plan_memory(self) -> None:
+        o = self.options
+        budget = int(float(o["memory_mb"]) * 2**20)
+        cfg = self.config
+        hidden = cfg.hidden_size
+        inter = getattr(cfg, "intermediate_size", 4 * hidden)
+        heads = cfg.num_attention_heads
+        vocab = self.weights.embed.weight.shape[0]
+        n_seq, t_max = self.data.input_ids.shape
+        n_pred = int(shifted_targets(self.data.input_ids, self.data.attention_mask)[1].sum())
+        na = self.n_axes
+        avail = budget
+        self.layer_mb = None
+        if self.weights.streaming:
+            sizes = []
+            for i in range(self.n_layers):
+                extra = sum(h.nbytes(self.elt) for h in self.hooks_by_layer.get(i, []))
+                sizes.append(self.weights.layer_bytes(i) + extra)
+            big = int(np.argmax(sizes))
+            self.layer_mb = sizes[big] / 2**20
+            if sizes[big] >= budget:
+                raise LlmscapeError(
+                    f"engine.memory_mb={o['memory_mb']} is too small to stream this model: decoder layer {big} "
+                    f"needs {self.layer_mb:.1f} MB on the device (weights and targeted directions); "
+                    f"give at least {math.ceil(self.layer_mb * 1.5)} MB"
+                )
+            avail -= sizes[big]
+        # Activation bytes of one sequence row of one point through one layer (generous).
+        per_row = 4 * t_max * (10 * hidden + 5 * inter + na * max(hidden, inter) + 3 * heads * t_max)
+        if o["seq_batch"]:
+            seq_batch = int(o["seq_batch"])
+        else:
+            seq_batch = max(1, min(n_seq, int(0.3 * avail // per_row)))
+        self.seq_batch = seq_batch
+        store = 2 * n_seq * t_max * hidden * self.elt if self.weights.streaming else 0
+        # Head: per point, n_pred rows of logits per chunk (+ scratch).
+        per_point = seq_batch * per_row + store
+        k = int(0.6 * avail // max(per_point, 1))
+        self.max_k = max(1, min(int(o["max_block"]), k))
+        if o["head_chunk"]:
+            self.head_chunk = int(o["head_chunk"])
+        else:
+            rows = self.max_k * n_pred
+            per_col = rows * 4 * (4 + na) + hidden * self.elt * (1 + (na if self.head_dirs else 0))
+            self.head_chunk = int(max(256, min(vocab, 0.4 * avail // per_col)))
+        self.block_size = self.max_k
+        self._k_limit = self.max_k
+
+    # ------------------------------------------------------------------ prefix
+    @torch.no_grad()
+    def _prepare_prefix(self) -> None:
+        """Per sequence batch: ids, masks, label positions, hidden states entering the start layer."""
+        ids_all, mask_all = self.data.input_ids, self.data.attention_mask
+        self.batches = []
+        for s0 in range(0, len(self.data), self.seq_batch):
+            ids = ids_all[s0 : s0 + self.seq_batch]
+            mask = mask_all[s0 : s0 + self.seq_batch]
+            width = int(mask.sum(dim=1).max())  # trim right padding common to the batch
+            ids, mask = ids[:, :width].to(self.device), mask[:, :width].to(self.device)
+            labels, lmask = shifted_targets(ids, mask)
+            flat = lmask.reshape(-1).nonzero().squeeze(1)
+            b = ids.shape[0]
+            position_ids = torch.arange(width, device=self.device).unsqueeze(0)
+            batch = {
+                "s0": s0,
+                "ids": ids,
+                "mask": mask,
+                "b": b,
+                "t": width,
+                "position_ids": position_ids,
+                "pred_index": flat,  # into [B*(T-1)]
+                "pred_labels": labels.reshape(-1)[flat],
+                "pred_seq": flat // (width - 1),
+                "masks": {},
+            }
+            h = self.weights.embed_ids(ids)
+            batch["hidden"] = h
+            batch["position_embeddings"] = self.model.model.rotary_emb(h, position_ids=position_ids)
+            if self.embed_dirs is not None:
+                rows = [F.embedding(ids, d.to(self.device, self.dtype)) for d in self.embed_dirs]
+                batch["embed_delta"] = torch.stack(rows)  # [n_axes, B, T, H]
+            self.batches.append(batch)
+        # Layers before the start layer, layer-major.
+        for i in range(self.start_layer):
+            self.weights.ensure_layer(i)
+            try:
+                for batch in self.batches:
+                    batch["hidden"] = self._layer(i, batch, batch["hidden"], 1)
+            finally:
+                self.weights.release_layer(i)
+
+    def _mask(self, batch: dict, k: int, like: torch.Tensor):
+        from transformers.masking_utils import create_causal_mask
+
+        if k not in batch["masks"]:
+            mask = batch["mask"].repeat(k, 1)
+            batch["masks"][k] = create_causal_mask(
+                config=self.config,
+                inputs_embeds=like,
+                attention_mask=mask,
+                past_key_values=None,
+                position_ids=batch["position_ids"],
+            )
+        return batch["masks"][k]
+
+    def _layer(self, i: int, batch: dict, hidden: torch.Tensor, k: int) -> torch.Tensor:
+        out = self.layers[i](
+            hidden,
+            attention_mask=self._mask(batch, k, hidden),
+            position_embeddings=batch["position_embeddings"],
+            position_ids=batch["position_ids"],
+        )
+        return out[0] if isinstance(out, tuple) else out
+
+    # ------------------------------------------------------------------ hooks
+    @contextmanager
+    def _patched(self, layer: int | None):
+        """Perturbation hooks of one layer (None: outside the layers) installed for a block."""
+        handles, installed = [], []
+        hooks = self.hooks_by_layer.get(layer, [])
+        try:
+            for h in hooks:
+                h.to_device(self.device, self.dtype)
+                if isinstance(h, _LinearDelta):
+                    handles.append(h.module.register_forward_hook(h))
+                else:
+                    h.install()
+                    installed.append(h)
+            yield
+        finally:
+            for handle in handles:
+                handle.remove()
+            for h in installed:
+                h.uninstall()
+            if self.weights.streaming:
+                for h in hooks:
+                    h.drop()
+
+    # ------------------------------------------------------------------ evaluation
+    @torch.no_grad()
+    def _run_block(self, coeffs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """nll_sum and correct [K, N] for one block of K points."""
+        k = len(coeffs)
+        self._k_now = k
+        self._c_np = np.asarray(coeffs, dtype=np.float64)
+        self._c_dev = torch.as_tensor(self._c_np, dtype=self.dtype, device=self.device)
+        groups = [self.batches] if self.weights.streaming else [[b] for b in self.batches]
+        n = len(self.data)
+        nll = np.zeros((k, n))
+        correct = np.zeros((k, n))
+        for group in groups:
+            hidden = {}
+            for batch in group:
+                h = batch["hidden"].repeat(k, 1, 1)
+                if self.embed_dirs is not None:
+                    delta = torch.einsum("ka,abth->kbth", self._c_dev, batch["embed_delta"])
+                    h = (h.view(k, batch["b"], batch["t"], -1) + delta).view_as(h)
+                hidden[id(batch)] = h
+            for i in range(self.start_layer, self.n_layers):
+                self.weights.ensure_layer(i)
+                try:
+                    with self._patched(i):
+                        for batch in group:
+                            hidden[id(batch)] = self._layer(i, batch, hidden[id(batch)], k)
+                finally:
+                    self.weights.release_layer(i)
+            with self._patched(None):
+                rows, labels, owners = [], [], []
+                for batch in group:
+                    h = self.model.model.norm(hidden.pop(id(batch)))
+                    b, t = batch["b"], batch["t"]
+                    h = h[:, :-1].reshape(k, b * (t - 1), -1)[:, batch["pred_index"]]
+                    rows.append(h.reshape(-1, h.shape[-1]))
+                    labels.append(batch["pred_labels"].repeat(k))
+                    seq = batch["pred_seq"] + batch["s0"]
+                    pts = torch.arange(k, device=self.device).repeat_interleave(len(seq))
+                    owners.append(pts * n + seq.repeat(k))
+                nll_rows, ok_rows = self._head(torch.cat(rows), torch.cat(labels), torch.cat(owners) // n)
+            owner = torch.cat(owners).cpu()
+            for acc, rows_ in ((nll, nll_rows), (correct, ok_rows)):
+                summed = torch.zeros(k * n, dtype=torch.float64).index_add_(0, owner, rows_.double().cpu())
+                acc += summed.numpy().reshape(k, n)
+        return nll, correct
+
+    def _head(self, h: torch.Tensor, labels: torch.Tensor, point: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per row: NLL of its label and whether the argmax is the label, vocabulary in chunks."""
+        vocab = self.weights.head.weight.shape[0]
+        r = h.shape[0]
+        lses, maxes, argmaxes = [], [], []
+        target = torch.empty(r, dtype=torch.float32, device=self.device)
+        if self.head_dirs is not None:
+            c = self._c_dev[point]  # [R, n_axes]
+            hs = torch.cat([h * c[:, a : a + 1] for a in range(self.n_axes)], dim=1)
+        for v0 in range(0, vocab, self.head_chunk):
+            v1 = min(v0 + self.head_chunk, vocab)
+            w = self.weights.head_rows(v0, v1)
+            logits = h @ w.t()
+            if self.head_dirs is not None:
+                dcat = torch.cat([d[v0:v1].to(self.device, self.dtype) for d in self.head_dirs], dim=1)
+                logits.addmm_(hs, dcat.t())
+            bias = getattr(self.weights.head, "bias", None)
+            if bias is not None:
+                logits += bias[v0:v1]
+            logits = logits.float()
+            lses.append(torch.logsumexp(logits, dim=1))
+            mx, am = logits.max(dim=1)
+            maxes.append(mx)
+            argmaxes.append(am + v0)
+            inside = (labels >= v0) & (labels < v1)
+            if inside.any():
+                sel = inside.nonzero().squeeze(1)
+                target[sel] = logits[sel, labels[sel] - v0]
+        lse = torch.logsumexp(torch.stack(lses, dim=1), dim=1)
+        best = torch.stack(maxes, dim=1).argmax(dim=1)  # first chunk holding the max
+        pred = torch.stack(argmaxes, dim=1).gather(1, best.unsqueeze(1)).squeeze(1)
+        return lse - target, (pred == labels).float()
+
+    def evaluate(self, coeffs: np.ndarray) -> SequenceStats:
+        """Statistics at each point of ``coeffs`` [P, n_axes]; the weights are never written."""
+        coeffs = np.atleast_2d(np.asarray(coeffs, dtype=np.float64))
+        if coeffs.shape[1] != self.n_axes:
+            raise LlmscapeError(f"coefficients have {coeffs.shape[1]} axes, the directions {self.n_axes}")
+        nll, correct = [], []
+        i = 0
+        while i < len(coeffs):
+            k = min(self._k_limit, len(coeffs) - i)
+            try:
+                s, c = self._run_block(coeffs[i : i + k])
+            except RuntimeError as exc:  # torch.OutOfMemoryError is one
+                if not is_oom(exc) or k == 1:
+                    raise
+                self._k_limit = max(1, k // 2)
+                log.warning("fast engine: block of %d points ran out of memory; retrying with %d", k, self._k_limit)
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
+                continue
+            nll.append(s)
+            correct.append(c)
+            i += k
+        return SequenceStats(np.concatenate(nll), np.concatenate(correct))
+
+    def describe(self) -> dict:
+        """The options this engine runs with (stored in the landscape's provenance)."""
+        o = self.options
+        return {
+            "name": self.name,
+            "device": str(self.device),
+            "dtype": str(self.dtype).replace("torch.", ""),
+            "memory_mb": o["memory_mb"],
+            "stream": bool(o["stream"]),
+            "offload": getattr(self.weights, "offload", None),
+            "block_size": int(self.block_size),
+            "block_size_now": int(self._k_limit),
+            "seq_batch": int(self.seq_batch),
+            "head_chunk": int(self.head_chunk),
+            "start_layer": int(self.start_layer),
+            "n_layers": int(self.n_layers),
+            "linear_hooks": int(self.n_linear),
+            "fallback_modules": int(self.n_fallback),
+            "perturbs_embedding": self.embed_dirs is not None,
+            "perturbs_head": self.head_dirs is not None,
+        }
