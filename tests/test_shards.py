@@ -136,8 +136,11 @@ def test_partial_of_same_landscape_is_reused(engine, tiny_data, tmp_path, unshar
     done.computed.ravel()[7:] = False
     done.attrs.pop("points_computed_this_run")
     done.save(_partial_for(out))
+    stale = tmp_path / f".{out.name}.partial.tmp-99999"  # a save cut short by a kill
+    stale.write_bytes(b"half a file")
     result = compute_shard(engine, GRID, tiny_data.n_tokens, out, PROVENANCE, checkpoint_s=0)
     assert result.attrs["points_computed_this_run"] == 13
+    assert not stale.exists()
     assert_same_grid(Landscape.load(out), unsharded)
 
 

@@ -9,6 +9,7 @@ The finished shard is renamed to ``<out>`` only when every point is computed.
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import logging
@@ -82,6 +83,8 @@ def compute_shard(
     ident = identity(provenance)
     all_points = points(grid_axes)
     mine = shard_indices(len(all_points), n_shards, shard)
+    for stale in out.parent.glob(f".{glob.escape(out.name)}*.tmp-*"):  # left by a run killed mid-save
+        stale.unlink(missing_ok=True)
     state = _resume_state(partial, ident)
     if state is None:
         attrs = {"identity": ident, "provenance": provenance, "shard": [shard, n_shards], "wall_time_s": 0.0}
