@@ -242,10 +242,11 @@ class SlurmCluster:
     # -- inspection ------------------------------------------------------------------------
     def jobs(self) -> list[dict]:
         """All jobs slurmctld still remembers (finished ones for MinJobAge seconds)."""
-        fmt = "%i|%j|%T|%P|%m|%C|%M"
+        keys = ("id", "name", "state", "partition", "min_memory", "cpus", "time", "comment")
+        fmt = "%i|%j|%T|%P|%m|%C|%M|%k"
         proc = subprocess.run(["squeue", "-h", "-t", "all", "-o", fmt], capture_output=True, text=True, check=True)
-        keys = ("id", "name", "state", "partition", "min_memory", "cpus", "time")
-        return [dict(zip(keys, line.split("|"), strict=True)) for line in proc.stdout.splitlines() if line]
+        rows = [line.split("|", len(keys) - 1) for line in proc.stdout.splitlines() if line]
+        return [dict(zip(keys, row, strict=True)) for row in rows]
 
     def ctld_log(self) -> str:
         path = self.dir / "slurmctld.log"

@@ -78,6 +78,11 @@ def _from_pretrained(resolved: dict, dtype: torch.dtype, trust_remote_code: bool
         model = AutoModelForCausalLM.from_pretrained(resolved["path"], dtype=dtype, **common, **weights)
     except OSError as exc:
         raise LlmscapeError(f"could not load model {resolved['path']!r}: {exc}") from exc
+    if resolved["kind"] == "gguf":
+        # The GGUF weights arrive dequantized as plain tensors, but transformers still tags
+        # the model as quantized and refuses to save it; drop the tag.
+        model.hf_quantizer = None
+        model.config.__dict__.pop("quantization_config", None)
     return model, tokenizer
 
 

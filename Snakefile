@@ -1,0 +1,35 @@
+# llmscape: loss landscapes of large language models.
+# `snakemake --cores all` maps every study in config/config.yaml and renders paper/build/index.html.
+from snakemake.utils import min_version, validate
+
+from llmscape.study import landscapes
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+validate(config, "workflow/schemas/config.schema.yaml")
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/model.smk"
+include: "workflow/rules/landscape.smk"
+include: "workflow/rules/figures.smk"
+include: "workflow/rules/paper.smk"
+
+
+# Light rules run on the submitting host, not as cluster jobs.
+localrules:
+    all,
+    merge,
+    plot_landscape,
+    compare_study,
+    paper,
+
+
+rule all:
+    input:
+        all_outputs(),
+    default_target: True

@@ -1,0 +1,167 @@
+"""Workflow steps as plain functions: paths and config in, files out.
+
+Each Snakemake script calls exactly one of these, so every step can be run and
+tested without Snakemake.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+
+from llmscape import data as datamod
+from llmscape import grid
+from llmscape.directions import directions_sha256, load_directions, random_directions, save_directions
+from llmscape.models import n_layers, read_manifest, read_tensors, tensor_shapes
+from llmscape.provenance import versions
+from llmscape.store import Landscape, merge
+from llmscape.surface import compute_shard
+from llmscape.targets import resolve_layer, select
+
+log = logging.getLogger("llmscape")
+
+
+def prepare_data(model_dir: str | Path, spec: dict, out: str | Path) -> None:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    texts = datamod.texts_from_spec(spec)
+    evalset = datamod.tokenize(texts, tokenizer, spec.get("seq_len"), spec.get("max_sequences"))
+    first = evalset.input_ids[:, 0]
+    attrs = {
+        "spec": json.dumps(spec, sort_keys=True),
+        "model_sha256": read_manifest(model_dir)["sha256"],
+        "bos_token_id": -1 if tokenizer.bos_token_id is None else tokenizer.bos_token_id,
+        "starts_with_bos": bool(tokenizer.bos_token_id is not None and (first == tokenizer.bos_token_id).all()),
+    }
+    datamod.save_eval_set(out, evalset, attrs)
+    log.info("%d sequences, %d predicted tokens", len(evalset), int(evalset.n_tokens.sum()))
+
+
+def target_names(model_dir: str | Path, spec: dict) -> list[str]:
+    """The parameter names a landscape spec perturbs, resolved against this model."""
+    return select(tensor_shapes(model_dir), spec["tensors"], spec["layer"], n_layers(model_dir), spec["include_1d"])
+
+
+def make_directions(model_dir: str | Path, data_path: str | Path, spec: dict, out: str | Path) -> None:
+    names = target_names(model_dir, spec)
+    weights = read_tensors(model_dir, names)
+    d = spec["direction"]
+    n_axes = spec["grid"]["dims"]
+    directions = random_directions(weights, n_axes, d["seed"], d["norm"])
+    recipe = {
+        **d,
+        "targets": names,
+        "layer": spec["layer"],
+        "layer_index": resolve_layer(spec["layer"], n_layers(model_dir)),
+        "n_parameters": int(sum(w.numel() for w in weights.values())),
+        "model_sha256": read_manifest(model_dir)["sha256"],
+    }
+    save_directions(out, directions, recipe)
+    log.info("%s directions over %d tensors (%d parameters)", d["method"], len(names), recipe["n_parameters"])
+
+
+def compute_surface(
+    model_dir: str | Path,
+    data_path: str | Path,
+    directions_path: str | Path,
+    spec: dict,
+    engine_spec: dict,
+    out: str | Path,
+    shard: int = 0,
+    n_shards: int = 1,
+    label: str = "landscape",
+) -> Landscape:
+    from llmscape.engine import build_engine
+
+    evalset = datamod.load_eval_set(data_path)
+    directions, dattrs = load_directions(directions_path)
+    manifest = read_manifest(model_dir)
+    provenance = {
+        "config": spec,
+        "model": manifest,
+        "model_sha256": manifest["sha256"],
+        "directions_sha256": directions_sha256(directions),
+        "directions_recipe": dattrs["recipe"],
+        "data_tokens_sha256": _evalset_hash(evalset),
+        "engine": {k: v for k, v in engine_spec.items() if k not in ("threads", "checkpoint_s")},
+        "versions": versions(),
+    }
+    engine = build_engine(engine_spec, model_dir, evalset, directions)
+    return compute_shard(
+        engine,
+        grid.axes(spec["grid"]),
+        evalset.n_tokens,
+        out,
+        provenance,
+        shard=shard,
+        n_shards=n_shards,
+        checkpoint_s=engine_spec.get("checkpoint_s", 30.0),
+        label=label,
+    )
+
+
+def _evalset_hash(evalset: datamod.EvalSet) -> str:
+    h = hashlib.sha256(evalset.input_ids.numpy().tobytes())
+    h.update(evalset.attention_mask.numpy().tobytes())
+    return h.hexdigest()
+
+
+def merge_shards(shards: list[str | Path], out: str | Path) -> None:
+    landscape = merge(shards)
+    landscape.save(out)
+    log.info("merged %d shard(s): %d points, wall time %.1fs", len(shards), landscape.computed.size,
+             landscape.attrs["wall_time_s"])
+
+
+def landscape_title(ls: Landscape) -> str:
+    p = ls.attrs["provenance"]
+    recipe = p["directions_recipe"]
+    where = "all layers" if recipe["layer_index"] is None else f"layer {recipe['layer_index']}"
+    return f"{p['config']['study']}: {recipe['layer']} ({where}), {recipe['name']} ({recipe['method']}, {recipe['norm']})"
+
+
+def render_landscape(landscape: str | Path, png: str | Path, pdf: str | Path, html: str | Path, clip: float) -> None:
+    from llmscape.plots import plot_landscape, plotly_landscape
+
+    ls = Landscape.load(landscape)
+    title = landscape_title(ls)
+    plot_landscape(ls, title, png, pdf, clip)
+    plotly_landscape(ls, title, html)
+
+
+def identify(ls: Landscape) -> dict:
+    """The columns that say which landscape a summary row is about."""
+    p = ls.attrs["provenance"]
+    recipe = p["directions_recipe"]
+    return {
+        "study": p["config"]["study"],
+        "layer": recipe["layer"],
+        "layer_index": recipe["layer_index"],
+        "direction": recipe["name"],
+        "method": recipe["method"],
+        "norm": recipe["norm"],
+        "n_parameters": recipe["n_parameters"],
+        "targets": ";".join(recipe["targets"]),
+        "grid_points": int(ls.loss.size),
+        "wall_time_s": float(ls.attrs["wall_time_s"]),
+    }
+
+
+def compare_study(landscapes: list[str | Path], png: str | Path, pdf: str | Path, csv: str | Path,
+                  clip: float, radii: list[float]) -> None:
+    """One comparison figure (a column per layer, a row per direction) and the summary CSV."""
+    from llmscape.plots import plot_comparison
+    from llmscape.summary import summary_table
+
+    loaded = [Landscape.load(p) for p in landscapes]
+    idents = [identify(ls) for ls in loaded]
+    layers = list(dict.fromkeys(i["layer"] for i in idents))
+    directions = list(dict.fromkeys(i["direction"] for i in idents))
+    order = sorted(range(len(loaded)), key=lambda k: (directions.index(idents[k]["direction"]),
+                                                       layers.index(idents[k]["layer"])))
+    panels = [(f"{idents[k]['layer']} · {idents[k]['direction']}", loaded[k]) for k in order]
+    plot_comparison(panels, png, pdf, clip, n_cols=len(layers))
+    summary_table(list(zip(idents, loaded)), radii).to_csv(csv, index=False, float_format="%.6g")

@@ -1,0 +1,53 @@
+# Paths and config lookups shared by the rules. Everything a model produces lives
+# under results/<model name>/, so several model configs can share one results/.
+from llmscape.study import LandscapeSpec, landscape_config
+
+R = f"{config['results']}/{config['model']['name']}"
+MODEL_DIR = f"{R}/model"
+DATA = f"{R}/data/{config['data']['name']}.h5"
+LANDSCAPE = f"{R}/landscapes/{{study}}/{{layer}}-{{direction}}.h5"
+FIGURE = f"{R}/figures/{{study}}/{{layer}}-{{direction}}"
+ENV = "../../envs/llmscape.yaml"
+HEAVY = config["resources"]
+LIGHT = {"mem_mb": 2000, "runtime": 10}
+
+
+wildcard_constraints:
+    study="[A-Za-z0-9][A-Za-z0-9_-]*",
+    layer="first|middle|last|all|-?[0-9]+",
+    direction="[A-Za-z0-9][A-Za-z0-9_]*",
+    k="[0-9]+",
+    n="[0-9]+",
+
+
+def spec_of(wc):
+    return landscape_config(config, LandscapeSpec(wc.study, wc.layer, wc.direction))
+
+
+def shards_of(wc):
+    n = config["studies"][wc.study]["shards"]
+    return [
+        f"{R}/landscapes/{wc.study}/{wc.layer}-{wc.direction}/shard-{k}-of-{n}.h5"
+        for k in range(n)
+    ]
+
+
+def study_landscapes(wc):
+    return [
+        LANDSCAPE.format(**vars(s))
+        for s in landscapes(config, wc.study)
+    ]
+
+
+def all_outputs():
+    per_landscape = [
+        f"{FIGURE.format(**vars(s))}.{ext}"
+        for s in landscapes(config)
+        for ext in ("png", "pdf", "html")
+    ]
+    per_study = [
+        f"{R}/{kind}/{study}/{name}"
+        for study in config["studies"]
+        for kind, name in [("figures", "compare.png"), ("figures", "compare.pdf"), ("tables", "summary.csv")]
+    ]
+    return per_landscape + per_study + ["paper/build/index.html"]

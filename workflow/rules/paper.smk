@@ -1,0 +1,24 @@
+rule paper:
+    input:
+        template="paper/paper.md.j2",
+        model=MODEL_DIR,
+        data=DATA,
+        tables=expand(f"{R}/tables/{{study}}/summary.csv", study=config["studies"]),
+        compare=expand(f"{R}/figures/{{study}}/compare.png", study=config["studies"]),
+        landscapes=[LANDSCAPE.format(**vars(s)) for s in landscapes(config)],
+        pngs=[f"{FIGURE.format(**vars(s))}.png" for s in landscapes(config)],
+        htmls=[f"{FIGURE.format(**vars(s))}.html" for s in landscapes(config)],
+    output:
+        "paper/build/index.html",
+    log:
+        f"{R}/logs/paper.log",
+    params:
+        config=config,
+        studies=[s.study for s in landscapes(config)],
+    threads: 1
+    resources:
+        **LIGHT,
+    conda:
+        ENV
+    script:
+        "../scripts/paper.py"

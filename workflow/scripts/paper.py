@@ -1,0 +1,28 @@
+"""Render paper/paper.md.j2 with every number and figure taken from results/."""
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from llmscape.jobs import run_job
+from llmscape.paper import render, study_context
+from llmscape.steps import landscape_title
+from llmscape.store import Landscape
+
+if TYPE_CHECKING:
+    from snakemake.script import snakemake
+
+
+def main():
+    inp, config = snakemake.input, snakemake.params.config
+    out_dir = Path(snakemake.output[0]).parent
+    figures = {name: [] for name in config["studies"]}
+    for study, h5, png, html in zip(snakemake.params.studies, inp.landscapes, inp.pngs, inp.htmls):
+        figures[study].append((landscape_title(Landscape.load(h5)), png, html))
+    studies = [
+        study_context(name, config["studies"][name], csv, png, figures[name], out_dir)
+        for name, csv, png in zip(config["studies"], inp.tables, inp.compare)
+    ]
+    render(inp.template, snakemake.output[0], config, inp.model, inp.data, studies)
+
+
+run_job(main, snakemake.log[0], snakemake.threads)
