@@ -86,8 +86,7 @@ def ensure_installed(log=print) -> float:
     log(f"installing {' '.join(PACKAGES)} (missing: {', '.join(missing)})")
     t0 = time.monotonic()
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for cmd in (["apt-get", "update", "-q"],
-                ["apt-get", "install", "-y", "-q", "--no-install-recommends", *PACKAGES]):
+    for cmd in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", "--no-install-recommends", *PACKAGES]):
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
         if proc.returncode != 0:
             tail = proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -123,8 +122,9 @@ def _munge_works() -> bool:
 class SlurmCluster:
     """Start munged (unless one already answers), slurmctld and slurmd; stop what was started."""
 
-    def __init__(self, workdir: str | Path | None = None, cpus: int | None = None, mem_mb: int | None = None,
-                 log=print):
+    def __init__(
+        self, workdir: str | Path | None = None, cpus: int | None = None, mem_mb: int | None = None, log=print
+    ):
         self.dir = Path(workdir or tempfile.mkdtemp(prefix="llmscape-slurm-")).resolve()
         self.cpus = cpus or os.cpu_count() or 1
         self.mem_mb = mem_mb or node_memory_mb()

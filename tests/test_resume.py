@@ -53,8 +53,13 @@ SCRIPT = textwrap.dedent("""
 
 
 def _run(script, model_dir, out, delay=0.0, **kw):
-    return subprocess.Popen([sys.executable, str(script), str(model_dir), str(out), str(delay)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+    return subprocess.Popen(
+        [sys.executable, str(script), str(model_dir), str(out), str(delay)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kw,
+    )
 
 
 def _computed(path):
@@ -115,8 +120,12 @@ def test_sigkill_then_resume_recomputes_nothing(tiny_dir, tmp_path, record_prope
     leftovers = sorted(p.name for p in out.parent.iterdir() if p != out)
     assert leftovers == [], leftovers  # no checkpoint, no temporary file from the killed save
 
-    counts = {"points_total": total, "points_before_kill": n_before, "points_recomputed_on_rerun": recomputed,
-              "test_wall_s": round(time.monotonic() - t0, 1)}
+    counts = {
+        "points_total": total,
+        "points_before_kill": n_before,
+        "points_recomputed_on_rerun": recomputed,
+        "test_wall_s": round(time.monotonic() - t0, 1),
+    }
     print("resume counts:", json.dumps(counts))
     for k, v in counts.items():
         record_property(k, v)

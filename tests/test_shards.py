@@ -116,11 +116,19 @@ def test_corrupt_partial_is_discarded_and_recomputed(engine, tiny_data, tmp_path
 def test_foreign_partial_is_discarded_and_recomputed(engine, tiny_data, tmp_path, unsharded, caplog):
     out = tmp_path / "shard-0-of-1.h5"
     # A checkpoint of another landscape (different seed), half done, with wrong values planted.
-    foreign = Landscape.empty(GRID, len(tiny_data), {"identity": identity({**PROVENANCE, "seed": 9}),
-                                                     "shard": [0, 1], "wall_time_s": 0.0})
+    foreign = Landscape.empty(
+        GRID, len(tiny_data), {"identity": identity({**PROVENANCE, "seed": 9}), "shard": [0, 1], "wall_time_s": 0.0}
+    )
     half = np.arange(10)
-    foreign.fill(half, {"loss": np.full(10, 123.0), "token_loss": np.zeros(10), "accuracy": np.zeros(10),
-                        "per_sequence_loss": np.zeros((10, len(tiny_data)))})
+    foreign.fill(
+        half,
+        {
+            "loss": np.full(10, 123.0),
+            "token_loss": np.zeros(10),
+            "accuracy": np.zeros(10),
+            "per_sequence_loss": np.zeros((10, len(tiny_data))),
+        },
+    )
     foreign.save(_partial_for(out))
     with caplog.at_level(logging.WARNING, logger="llmscape"):
         result = compute_shard(engine, GRID, tiny_data.n_tokens, out, PROVENANCE, checkpoint_s=0)
