@@ -197,7 +197,9 @@ class _ChunkedLogSumExp(torch.autograd.Function):
         return grad_h, grad_w, None
 
 
-def chunked_token_nll(hidden: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor, chunk: int = 8192) -> torch.Tensor:
+def chunked_token_nll(
+    hidden: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor, chunk: int = 8192
+) -> torch.Tensor:
     """NLL of ``labels`` under logits ``hidden @ weight.T`` ([M, H] x [V, H] -> [M]).
 
     Never materializes the [M, V] logits, in the forward, backward or double backward.
@@ -548,7 +550,9 @@ class Lanczos:
     to the basis, so low-rank Hessians still yield k pairs.
     """
 
-    def __init__(self, tol: float = 1e-3, max_iter: int = 100, seed: int = 0, which: str = "magnitude", verify: bool = True):
+    def __init__(
+        self, tol: float = 1e-3, max_iter: int = 100, seed: int = 0, which: str = "magnitude", verify: bool = True
+    ):
         if which not in WHICH:
             raise LlmscapeError(f"which must be one of {WHICH}, got {which!r}")
         self.tol, self.max_iter, self.seed, self.which, self.verify = tol, max_iter, seed, which, verify
@@ -613,7 +617,9 @@ class Lanczos:
         if self.verify and found.any():
             residuals[found] = true_residuals(op, values[found], vectors[torch.from_numpy(found)])
         converged = found & (residuals <= self.tol * np.abs(values))
-        return Eigenpairs(values, vectors, residuals, converged, n_hvp, len(alpha), "lanczos", self.which, self.tol, history)
+        return Eigenpairs(
+            values, vectors, residuals, converged, n_hvp, len(alpha), "lanczos", self.which, self.tol, history
+        )
 
 
 def _tridiagonal(alpha, beta) -> np.ndarray:
@@ -673,9 +679,12 @@ class PowerIteration:
         if self.verify:
             values_arr, vecs, residuals = rayleigh_ritz(op, torch.stack(vectors))
         else:
-            values_arr, vecs, residuals = np.array(values), torch.stack([_fix_sign(v) for v in vectors]), np.array(estimates)
+            vecs = torch.stack([_fix_sign(v) for v in vectors])
+            values_arr, residuals = np.array(values), np.array(estimates)
         converged = residuals <= self.tol * np.abs(values_arr)
-        return Eigenpairs(values_arr, vecs, residuals, converged, n_hvp, iterations, "power", "magnitude", self.tol, history)
+        return Eigenpairs(
+            values_arr, vecs, residuals, converged, n_hvp, iterations, "power", "magnitude", self.tol, history
+        )
 
 
 def rayleigh_ritz(op, vectors: torch.Tensor) -> tuple[np.ndarray, torch.Tensor, np.ndarray]:
@@ -927,7 +936,8 @@ def weight_spectra_table(spectra: dict[str, np.ndarray]):
         m = _WEIGHT_NAME.search(name)
         rows.append({
             "tensor": name, "layer": int(m.group(1)) if m else None, "matrix": m.group(2) if m else None,
-            "rank": len(s), "sigma_max": float(s[0]), "sigma_min": float(s[-1]), "condition_number": condition_number(s),
+            "rank": len(s), "sigma_max": float(s[0]), "sigma_min": float(s[-1]),
+            "condition_number": condition_number(s),
         })
     return pd.DataFrame(rows)
 
