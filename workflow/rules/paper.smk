@@ -1,6 +1,6 @@
 rule paper:
     input:
-        template="paper/paper.md.j2",
+        template=f"{workflow.basedir}/paper/paper.md.j2",
         model=MODEL_DIR,
         data=DATA,
         tables=expand(f"{R}/tables/{{study}}/summary.csv", study=config["studies"]),

@@ -1,0 +1,68 @@
+"""Config validation (defaults, errors naming the key) and bad-input errors of the library."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import yaml
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+from workflow_helpers import ROOT
+
+from llmscape import grid
+from llmscape.errors import LlmscapeError
+from llmscape.models import resolve_source
+from llmscape.study import landscapes
+
+SCHEMA = str(ROOT / "workflow/schemas/config.schema.yaml")
+MINIMAL = {"studies": {"s": {"tensors": ["mlp"], "directions": {"r": {}}}}}
+
+
+def test_defaults_are_filled():
+    config = copy.deepcopy(MINIMAL)
+    validate(config, SCHEMA)
+    assert config["model"]["source"] == "embedded:smollm2-135m-instruct"
+    assert config["engine"]["kind"] in ("reference", "fast")
+    s = config["studies"]["s"]
+    assert s["layers"] == ["first", "middle", "last"] and s["grid"]["points"] == 21
+    assert s["directions"]["r"] == {"method": "random", "norm": "filter", "seed": 0}
+    assert [x.name for x in landscapes(config)] == ["first-r", "middle-r", "last-r"]
+
+
+def test_default_config_is_valid():
+    validate(yaml.safe_load((ROOT / "config/config.yaml").read_text()), SCHEMA)
+
+
+@pytest.mark.parametrize("path, value, words", [
+    (("studies", "s", "grid", "points"), 0, ["points", "minimum"]),
+    (("studies", "s", "directions", "r", "norm"), "rows", ["norm", "filter"]),
+    (("model", "dtype"), "int8", ["dtype", "float32"]),
+    (("studies", "s", "layers"), ["top"], ["layers"]),
+    (("studies", "s", "typo"), 1, ["typo"]),
+])
+def test_errors_name_the_key(path, value, words):
+    config = copy.deepcopy(MINIMAL)
+    node = config
+    for key in path[:-1]:
+        node = node.setdefault(key, {})
+    node[path[-1]] = value
+    with pytest.raises(WorkflowError) as err:
+        validate(config, SCHEMA)
+    for word in words:
+        assert word in str(err.value)
+
+
+def test_unknown_model_source():
+    with pytest.raises(LlmscapeError, match="unknown model source"):
+        resolve_source("./no/such/dir")
+    with pytest.raises(LlmscapeError, match="unknown embedded model"):
+        resolve_source("embedded:gpt-9")
+    assert resolve_source("HuggingFaceTB/SmolLM2-135M")["kind"] == "hub"
+
+
+def test_empty_grid_is_an_error():
+    with pytest.raises(LlmscapeError, match="empty grid"):
+        grid.axes({"dims": 2, "points": 0})
+    with pytest.raises(LlmscapeError, match="exceed"):
+        grid.axes({"dims": 1, "points": 3, "min": 1, "max": -1})

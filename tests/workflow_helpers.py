@@ -1,0 +1,55 @@
+"""Running the real workflow on a tiny config (shared by the end-to-end and SLURM tests)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+
+
+def tiny_config(model_dir: str | Path, shards: int = 2, points: int = 5) -> dict:
+    """Two studies on a tiny local model: a sharded 2-D one and a 1-D whole-model one."""
+    return {
+        "model": {"name": "tiny", "source": str(model_dir)},
+        "data": {"name": "two", "prompts": ["hello world, a test", "loss landscapes!"]},
+        "engine": {"checkpoint_s": 0},
+        "resources": {"mem_mb": 500, "runtime": 5},
+        "studies": {
+            "layers": {
+                "tensors": [r"mlp\.up_proj"],
+                "layers": ["first", "last"],
+                "directions": {"random": {"norm": "filter", "seed": 1}},
+                "grid": {"dims": 2, "points": points, "min": -0.5, "max": 0.5},
+                "shards": shards,
+            },
+            "whole": {
+                "tensors": [r"proj"],
+                "layers": ["all"],
+                "directions": {"random": {"norm": "filter"}},
+                "grid": {"dims": 1, "points": points},
+            },
+        },
+    }
+
+
+def write_config(workdir: str | Path, config: dict) -> Path:
+    path = Path(workdir) / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def run_snakemake(workdir: str | Path, *args: str, check: bool = True, timeout: int = 600) -> subprocess.CompletedProcess:
+    """``snakemake`` on the repository's Snakefile with ``workdir/config.yaml``."""
+    cmd = [*SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "--directory", str(workdir),
+           "--configfile", str(Path(workdir) / "config.yaml"), *args]
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
+    return proc
