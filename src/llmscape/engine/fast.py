@@ -469,14 +469,14 @@ class FastEngine:
         target = torch.empty(r, dtype=torch.float32, device=self.device)
         if self.head_dirs is not None:
             c = self._c_dev[point]  # [R, n_axes]
-            hs = torch.cat([h * c[:, a : a + 1] for a in range(self.n_axes)], dim=1)
+            hs = [h * c[:, a : a + 1] for a in range(self.n_axes)]
         for v0 in range(0, vocab, self.head_chunk):
             v1 = min(v0 + self.head_chunk, vocab)
             w = self.weights.head_rows(v0, v1)
             logits = h @ w.t()
-            if self.head_dirs is not None:
-                dcat = torch.cat([d[v0:v1].to(self.device, self.dtype) for d in self.head_dirs], dim=1)
-                logits.addmm_(hs, dcat.t())
+            if self.head_dirs is not None:  # + sum_a (c_a h) D_a^T, no per-point head
+                for ha, d in zip(hs, self.head_dirs, strict=True):
+                    logits.addmm_(ha, d[v0:v1].to(self.device, self.dtype).t())
             bias = getattr(self.weights.head, "bias", None)
             if bias is not None:
                 logits += bias[v0:v1]

@@ -16,7 +16,6 @@ is read in the same row chunks the chunked loss uses.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -85,6 +84,8 @@ class StreamedWeights:
         config = AutoConfig.from_pretrained(self.model_dir)
         with init_empty_weights():
             model = AutoModelForCausalLM.from_config(config, attn_implementation="eager", dtype=self.dtype)
+        if getattr(config, "tie_word_embeddings", False):
+            model.tie_weights()  # from_config leaves a tied head untied on the meta device
         model.eval()
         model.requires_grad_(False)
         self.model = model
@@ -188,7 +189,3 @@ class StreamedWeights:
                 shapes[n] = fh.get_slice(n).get_shape()
         elt = torch.empty((), dtype=self.dtype).element_size()
         return sum(int(torch.Size(s).numel()) * elt for s in shapes.values())
-
-
-def config_of(model_dir: str | Path) -> dict:
-    return json.loads((Path(model_dir) / "config.json").read_text())
