@@ -17,6 +17,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/model.smk"
 include: "workflow/rules/landscape.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/curvature.smk"
 include: "workflow/rules/paper.smk"
 
 
@@ -26,6 +27,7 @@ localrules:
     merge,
     plot_landscape,
     compare_study,
+    curvature_summary,
     paper,
 
 

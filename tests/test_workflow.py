@@ -51,7 +51,7 @@ def test_tiny_end_to_end(tmp_path, tiny_dir):
     assert manifest["n_layers"] == 4 and len(manifest["sha256"]) == 64
 
     for name, dims, layer_index in [("layers/first-random", 2, 0), ("layers/last-random", 2, 3),
-                                    ("whole/all-random", 1, None)]:
+                                    ("whole/all-hessian", 1, None)]:
         with h5py.File(r / f"landscapes/{name}.h5") as f:  # plain h5py: the documented contract
             assert f["loss"].shape == (5,) * dims
             assert f["computed"][...].all() and np.isfinite(f["loss"][...]).all()
@@ -67,10 +67,19 @@ def test_tiny_end_to_end(tmp_path, tiny_dir):
         assert len(table) == n_rows and table["loss_centre"].notna().all()
         assert (r / f"figures/{study}/compare.png").exists()
 
+    with h5py.File(r / "directions/whole/all-hessian.h5") as f:
+        assert f["eigenvalues"].shape == (1,) and "hessian" in f.attrs["recipe"]
+    curvature = pd.read_csv(r / "tables/layers/curvature.csv")
+    assert curvature["layer_index"].tolist() == [0, 3] and curvature["lambda_2"].notna().all()
+    weights = pd.read_csv(r / "tables/weight_spectra.csv")
+    assert len(weights) == 4 * 7 and (weights["condition_number"] >= 1).all()
+
     paper = (tmp_path / "paper/build/index.html").read_text()
     table = pd.read_csv(r / "tables/layers/summary.csv")
     assert f"{table.loss_centre[0]:.4f}" in paper  # numbers come from the results
-    assert paper.count("data:image/png;base64,") == 2 + 3  # compare figures + one per landscape
+    # compare figures + one per landscape + curvature + weight spectra
+    assert paper.count("data:image/png;base64,") == 2 + 3 + 1 + 1
+    assert f"{curvature.lambda_1[0]:.4g}" in paper
 
     again = run_snakemake(tmp_path, "-n")
     assert "Nothing to be done" in again.stdout + again.stderr

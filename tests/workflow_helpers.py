@@ -14,7 +14,7 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 
 def tiny_config(model_dir: str | Path, shards: int = 2, points: int = 5) -> dict:
-    """Two studies on a tiny local model: a sharded 2-D one and a 1-D whole-model one."""
+    """Two studies on a tiny local model: a sharded 2-D one with curvature, a 1-D whole-model Hessian one."""
     return {
         "model": {"name": "tiny", "source": str(model_dir)},
         "data": {"name": "two", "prompts": ["hello world, a test", "loss landscapes!"]},
@@ -27,11 +27,12 @@ def tiny_config(model_dir: str | Path, shards: int = 2, points: int = 5) -> dict
                 "directions": {"random": {"norm": "filter", "seed": 1}},
                 "grid": {"dims": 2, "points": points, "min": -0.5, "max": 0.5},
                 "shards": shards,
+                "curvature": {"enabled": True, "k": 2, "trace_probes": 4, "density_probes": 1, "density_steps": 8},
             },
             "whole": {
                 "tensors": [r"proj"],
                 "layers": ["all"],
-                "directions": {"random": {"norm": "filter"}},
+                "directions": {"hessian": {"method": "hessian", "norm": "layer", "max_iter": 30}},
                 "grid": {"dims": 1, "points": points},
             },
         },

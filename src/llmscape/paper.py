@@ -38,10 +38,14 @@ def data_uri(png: str | Path) -> str:
 
 
 def study_context(name: str, study_config: dict, csv: str | Path, compare_png: str | Path,
-                  figures: list[tuple[str, str | Path, str | Path]], out_dir: Path) -> dict:
-    """Template variables of one study; ``figures`` holds (title, png, html) per landscape."""
+                  figures: list[tuple[str, str | Path, str | Path]], out_dir: Path,
+                  curvature: tuple[str | Path, str | Path] | None = None) -> dict:
+    """Template variables of one study; ``figures`` holds (title, png, html) per landscape,
+    ``curvature`` the study's curvature (csv, png) when it has one."""
     table = pd.read_csv(csv)
     return {
+        "curvature": None if curvature is None else {"rows": pd.read_csv(curvature[0]).to_dict("records"),
+                                                     "figure": data_uri(curvature[1])},
         "name": name,
         "config": study_config,
         "rows": table.to_dict("records"),
@@ -54,8 +58,16 @@ def study_context(name: str, study_config: dict, csv: str | Path, compare_png: s
     }
 
 
+def _weights_context(csv: str | Path, png: str | Path) -> dict:
+    table = pd.read_csv(csv)
+    worst = table.loc[table["condition_number"].idxmax()]
+    by_matrix = table.groupby("matrix")["condition_number"].median().sort_values()
+    return {"figure": data_uri(png), "n_matrices": len(table), "worst": worst.to_dict(),
+            "median_condition": by_matrix.to_dict()}
+
+
 def render(template: str | Path, out: str | Path, config: dict, model_dir: str | Path, data_path: str | Path,
-           studies: list[dict]) -> None:
+           studies: list[dict], weight_spectra: tuple[str | Path, str | Path]) -> None:
     """Render ``template`` (Markdown with Jinja2) to a standalone HTML page at ``out``."""
     evalset = datamod.load_eval_set(data_path)
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(template).parent), undefined=jinja2.StrictUndefined,
@@ -68,6 +80,7 @@ def render(template: str | Path, out: str | Path, config: dict, model_dir: str |
         "model": read_manifest(model_dir),
         "data": {"texts": evalset.texts, "n_sequences": len(evalset), "n_tokens": int(evalset.n_tokens.sum())},
         "studies": {s["name"]: s for s in studies},
+        "weights": _weights_context(*weight_spectra),
         "versions": versions(),
     }
     text = env.get_template(Path(template).name).render(**context)

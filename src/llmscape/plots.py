@@ -109,3 +109,52 @@ def plotly_landscape(ls: Landscape, title: str, html: str | Path) -> None:
     fig.update_layout(title=title, width=800, height=700)
     # A fixed div id keeps reruns byte-identical (plotly draws a random one otherwise).
     fig.write_html(html, include_plotlyjs=True, full_html=True, div_id="llmscape-landscape")
+
+
+def plot_spectra(spectra: list, png: str | Path, pdf: str | Path) -> None:
+    """Per layer entry: top eigenvalues, Hutchinson trace (+-2 SE), SLQ density, lambda_max/|lambda_min|."""
+    labels = [label for label, _ in spectra]
+    x = np.arange(len(spectra))
+    fig, axes = plt.subplots(2, 2, figsize=(10, 7))
+    ax = axes[0, 0]
+    for i, (_, s) in enumerate(spectra):
+        ax.plot([i] * len(s.eigenvalues), s.eigenvalues, "o", color="C0")
+        if s.lambda_min is not None:
+            ax.plot([i], [s.lambda_min], "v", color="C3")
+    ax.axhline(0, color="k", lw=0.5)
+    ax.set_title("top eigenvalues (o) and lambda_min (v)", fontsize=9)
+    ax = axes[0, 1]
+    ax.errorbar(x, [s.trace.trace for _, s in spectra], yerr=[2 * s.trace.se for _, s in spectra], fmt="o", capsize=3)
+    ax.set_title("Hutchinson trace +- 2 SE", fontsize=9)
+    ax = axes[1, 0]
+    for label, s in spectra:
+        ax.plot(s.density.grid, s.density.density, label=label)
+    ax.set_yscale("log")
+    ax.set_ylim(bottom=1e-8)
+    ax.set_xlabel("eigenvalue")
+    ax.set_title("spectral density (SLQ)", fontsize=9)
+    ax.legend(fontsize=8)
+    ax = axes[1, 1]
+    ax.bar(x, [s.ratio if s.ratio is not None else np.nan for _, s in spectra])
+    ax.set_title("lambda_max / |lambda_min|", fontsize=9)
+    for ax in (axes[0, 0], axes[0, 1], axes[1, 1]):
+        ax.set_xticks(x, labels, fontsize=8)
+    fig.tight_layout()
+    _save(fig, png, pdf)
+
+
+def plot_weight_spectra(table, png: str | Path, pdf: str | Path) -> None:
+    """Largest singular value and condition number per layer, one line per matrix kind."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for matrix, rows in table.groupby("matrix", sort=True):
+        rows = rows.sort_values("layer")
+        axes[0].plot(rows["layer"], rows["sigma_max"], "-o", markersize=2, label=matrix)
+        axes[1].plot(rows["layer"], rows["condition_number"], "-o", markersize=2, label=matrix)
+    axes[0].set_title("largest singular value", fontsize=9)
+    axes[1].set_title("condition number", fontsize=9)
+    axes[1].set_yscale("log")
+    for ax in axes:
+        ax.set_xlabel("decoder layer")
+    axes[1].legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    _save(fig, png, pdf)

@@ -11,10 +11,12 @@ import json
 import logging
 from pathlib import Path
 
+import numpy as np
+
 from llmscape import data as datamod
 from llmscape import grid
-from llmscape.directions import directions_sha256, load_directions, random_directions, save_directions
-from llmscape.models import n_layers, read_manifest, read_tensors, tensor_shapes
+from llmscape.directions import directions_sha256, load_directions, normalize, random_directions, save_directions
+from llmscape.models import load_prepared, n_layers, read_manifest, read_tensors, tensor_shapes
 from llmscape.provenance import versions
 from llmscape.store import Landscape, merge
 from llmscape.surface import compute_shard
@@ -46,11 +48,11 @@ def target_names(model_dir: str | Path, spec: dict) -> list[str]:
 
 
 def make_directions(model_dir: str | Path, data_path: str | Path, spec: dict, out: str | Path) -> None:
+    """Random or Hessian directions over the landscape's targets, normalized per ``norm``."""
     names = target_names(model_dir, spec)
     weights = read_tensors(model_dir, names)
     d = spec["direction"]
     n_axes = spec["grid"]["dims"]
-    directions = random_directions(weights, n_axes, d["seed"], d["norm"])
     recipe = {
         **d,
         "targets": names,
@@ -59,7 +61,20 @@ def make_directions(model_dir: str | Path, data_path: str | Path, spec: dict, ou
         "n_parameters": int(sum(w.numel() for w in weights.values())),
         "model_sha256": read_manifest(model_dir)["sha256"],
     }
-    save_directions(out, directions, recipe)
+    extra = None
+    if d["method"] == "hessian":
+        from llmscape.curvature import hessian_directions
+
+        model, _ = load_prepared(model_dir, spec["model"]["dtype"])
+        found = hessian_directions(model, datamod.load_eval_set(data_path), names, n_axes, method=d["solver"],
+                                   seed=d["seed"], tol=d["tol"], max_iter=d["max_iter"])
+        directions = [normalize(v, weights, d["norm"]) for v in found.directions]
+        recipe |= found.recipe()
+        extra = found.extra()
+        log.info("Hessian eigenvalues %s (%d HVPs)", np.array2string(found.eigenvalues, precision=4), found.n_hvp)
+    else:
+        directions = random_directions(weights, n_axes, d["seed"], d["norm"])
+    save_directions(out, directions, recipe, extra)
     log.info("%s directions over %d tensors (%d parameters)", d["method"], len(names), recipe["n_parameters"])
 
 
@@ -165,3 +180,52 @@ def compare_study(landscapes: list[str | Path], png: str | Path, pdf: str | Path
     panels = [(f"{idents[k]['layer']} · {idents[k]['direction']}", loaded[k]) for k in order]
     plot_comparison(panels, png, pdf, clip, n_cols=len(layers))
     summary_table(list(zip(idents, loaded)), radii).to_csv(csv, index=False, float_format="%.6g")
+
+
+def compute_curvature(model_dir: str | Path, data_path: str | Path, spec: dict, out: str | Path) -> None:
+    """Hessian spectrum (top-k, lambda_min, trace, density) of the loss on one layer entry's targets."""
+    from llmscape.curvature import compute_spectrum, save_spectrum
+
+    names = target_names(model_dir, spec)
+    c = spec["curvature"]
+    model, _ = load_prepared(model_dir, spec["model"]["dtype"])
+    spectrum = compute_spectrum(
+        model, datamod.load_eval_set(data_path), names, k=c["k"], method=c["solver"], tol=c["tol"],
+        max_iter=c["max_iter"], seed=c["seed"], trace_probes=c["trace_probes"], density_probes=c["density_probes"],
+        density_steps=c["density_steps"],
+    )
+    provenance = {
+        "study": spec["study"],
+        "layer": spec["layer"],
+        "layer_index": resolve_layer(spec["layer"], n_layers(model_dir)),
+        "model": read_manifest(model_dir)["sha256"],
+        "config": spec,
+        "versions": versions(),
+    }
+    save_spectrum(out, spectrum, provenance)
+    log.info("top eigenvalues %s, trace %.4g +- %.2g, %d HVPs in %.1fs", spectrum.eigenvalues,
+             spectrum.trace.trace, spectrum.trace.se, spectrum.n_hvp, spectrum.seconds)
+
+
+def summarize_curvature(spectra: list[str | Path], png: str | Path, pdf: str | Path, csv: str | Path) -> None:
+    """Per-layer curvature of a study: the table and a four-panel figure."""
+    from llmscape.curvature import load_spectrum, spectra_table
+    from llmscape.plots import plot_spectra
+
+    loaded = [load_spectrum(p) for p in spectra]
+    table = spectra_table(spectra)
+    table.insert(0, "layer_index", [prov["layer_index"] for _, prov in loaded])
+    table.to_csv(csv, index=False, float_format="%.6g")
+    plot_spectra([(f"{prov['layer']} (L{prov['layer_index']})", s) for s, prov in loaded], png, pdf)
+
+
+def weight_spectra(model_dir: str | Path, png: str | Path, pdf: str | Path, csv: str | Path) -> None:
+    """Singular values and condition numbers of every layer's attention and MLP matrices."""
+    from llmscape.curvature import weight_spectra as spectra_of
+    from llmscape.curvature import weight_spectra_table
+    from llmscape.plots import plot_weight_spectra
+
+    shapes = tensor_shapes(model_dir)
+    table = weight_spectra_table(spectra_of(read_tensors(model_dir, [n for n, s in shapes.items() if len(s) == 2])))
+    table.to_csv(csv, index=False, float_format="%.6g")
+    plot_weight_spectra(table, png, pdf)

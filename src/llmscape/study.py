@@ -28,16 +28,31 @@ def landscapes(config: dict, study: str | None = None) -> list[LandscapeSpec]:
     return out
 
 
-def landscape_config(config: dict, spec: LandscapeSpec) -> dict:
-    """Everything in the config that determines one landscape's values (for provenance)."""
-    s = config["studies"][spec.study]
+def target_config(config: dict, study: str, layer: str) -> dict:
+    """What selects and evaluates one layer entry's targets (model, data, tensors)."""
+    s = config["studies"][study]
     return {
         "model": config["model"],
         "data": config["data"],
-        "study": spec.study,
-        "layer": spec.layer,
+        "study": study,
+        "layer": layer,
         "tensors": s["tensors"],
         "include_1d": s["include_1d"],
+    }
+
+
+def landscape_config(config: dict, spec: LandscapeSpec) -> dict:
+    """Everything in the config that determines one landscape's values (for provenance)."""
+    s = config["studies"][spec.study]
+    return target_config(config, spec.study, spec.layer) | {
         "direction": {"name": spec.direction, **s["directions"][spec.direction]},
         "grid": s["grid"],
     }
+
+
+def curvature_config(config: dict, study: str, layer: str) -> dict:
+    return target_config(config, study, layer) | {"curvature": config["studies"][study]["curvature"]}
+
+
+def curvature_studies(config: dict) -> list[str]:
+    return [name for name, s in config["studies"].items() if s["curvature"]["enabled"]]

@@ -1,6 +1,6 @@
 # Paths and config lookups shared by the rules. Everything a model produces lives
 # under results/<model name>/, so several model configs can share one results/.
-from llmscape.study import LandscapeSpec, landscape_config
+from llmscape.study import LandscapeSpec, curvature_config, curvature_studies, landscape_config
 
 R = f"{config['results']}/{config['model']['name']}"
 MODEL_DIR = f"{R}/model"
@@ -50,4 +50,10 @@ def all_outputs():
         for study in config["studies"]
         for kind, name in [("figures", "compare.png"), ("figures", "compare.pdf"), ("tables", "summary.csv")]
     ]
-    return per_landscape + per_study + ["paper/build/index.html"]
+    curvature = [
+        f"{R}/{kind}/{study}/{name}"
+        for study in curvature_studies(config)
+        for kind, name in [("figures", "curvature.png"), ("figures", "curvature.pdf"), ("tables", "curvature.csv")]
+    ]
+    weights = [f"{R}/figures/weight_spectra.png", f"{R}/tables/weight_spectra.csv"]
+    return per_landscape + per_study + curvature + weights + ["paper/build/index.html"]

@@ -18,11 +18,12 @@ def main():
     figures = {name: [] for name in config["studies"]}
     for study, h5, png, html in zip(snakemake.params.studies, inp.landscapes, inp.pngs, inp.htmls):
         figures[study].append((landscape_title(Landscape.load(h5)), png, html))
+    curvature = dict(zip(snakemake.params.curvature_studies, zip(inp.curvature_csv, inp.curvature_png)))
     studies = [
-        study_context(name, config["studies"][name], csv, png, figures[name], out_dir)
+        study_context(name, config["studies"][name], csv, png, figures[name], out_dir, curvature.get(name))
         for name, csv, png in zip(config["studies"], inp.tables, inp.compare)
     ]
-    render(inp.template, snakemake.output[0], config, inp.model, inp.data, studies)
+    render(inp.template, snakemake.output[0], config, inp.model, inp.data, studies, (inp.weights_csv, inp.weights_png))
 
 
 run_job(main, snakemake.log[0], snakemake.threads)

@@ -1,0 +1,55 @@
+rule spectrum:
+    input:
+        model=MODEL_DIR,
+        data=DATA,
+    output:
+        f"{R}/spectra/{{study}}/{{layer}}.h5",
+    log:
+        f"{R}/logs/spectra/{{study}}/{{layer}}.log",
+    params:
+        spec=lambda wc: curvature_config(config, wc.study, wc.layer),
+    threads: config["engine"]["threads"]
+    resources:
+        **HEAVY,
+    conda:
+        ENV
+    script:
+        "../scripts/spectrum.py"
+
+
+rule curvature_summary:
+    input:
+        lambda wc: expand(f"{R}/spectra/{wc.study}/{{layer}}.h5", layer=config["studies"][wc.study]["layers"]),
+    output:
+        png=report(f"{R}/figures/{{study}}/curvature.png", caption="../report/curvature.rst",
+                   category="Curvature"),
+        pdf=f"{R}/figures/{{study}}/curvature.pdf",
+        csv=report(f"{R}/tables/{{study}}/curvature.csv", caption="../report/curvature.rst", category="Tables"),
+    log:
+        f"{R}/logs/figures/{{study}}/curvature.log",
+    threads: 1
+    resources:
+        **LIGHT,
+    conda:
+        ENV
+    script:
+        "../scripts/curvature_summary.py"
+
+
+rule weight_spectra:
+    input:
+        MODEL_DIR,
+    output:
+        png=report(f"{R}/figures/weight_spectra.png", caption="../report/weight_spectra.rst",
+                   category="Curvature"),
+        pdf=f"{R}/figures/weight_spectra.pdf",
+        csv=report(f"{R}/tables/weight_spectra.csv", caption="../report/weight_spectra.rst", category="Tables"),
+    log:
+        f"{R}/logs/weight_spectra.log",
+    threads: 1
+    resources:
+        **HEAVY,
+    conda:
+        ENV
+    script:
+        "../scripts/weight_spectra.py"
