@@ -34,13 +34,16 @@ def test_default_config_is_valid():
     validate(yaml.safe_load((ROOT / "config/config.yaml").read_text()), SCHEMA)
 
 
-@pytest.mark.parametrize("path, value, words", [
-    (("studies", "s", "grid", "points"), 0, ["points", "minimum"]),
-    (("studies", "s", "directions", "r", "norm"), "rows", ["norm", "filter"]),
-    (("model", "dtype"), "int8", ["dtype", "float32"]),
-    (("studies", "s", "layers"), ["top"], ["layers"]),
-    (("studies", "s", "typo"), 1, ["typo"]),
-])
+@pytest.mark.parametrize(
+    "path, value, words",
+    [
+        (("studies", "s", "grid", "points"), 0, ["points", "minimum"]),
+        (("studies", "s", "directions", "r", "norm"), "rows", ["norm", "filter"]),
+        (("model", "dtype"), "int8", ["dtype", "float32"]),
+        (("studies", "s", "layers"), ["top"], ["layers"]),
+        (("studies", "s", "typo"), 1, ["typo"]),
+    ],
+)
 def test_errors_name_the_key(path, value, words):
     config = copy.deepcopy(MINIMAL)
     node = config

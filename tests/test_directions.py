@@ -19,9 +19,11 @@ from llmscape.directions import (
 )
 from llmscape.errors import LlmscapeError
 
-W = {"a.weight": torch.randn(6, 4, generator=torch.Generator().manual_seed(0)),
-     "b.weight": torch.randn(3, 5, generator=torch.Generator().manual_seed(1)) * 10,
-     "norm.weight": torch.ones(4)}
+W = {
+    "a.weight": torch.randn(6, 4, generator=torch.Generator().manual_seed(0)),
+    "b.weight": torch.randn(3, 5, generator=torch.Generator().manual_seed(1)) * 10,
+    "norm.weight": torch.ones(4),
+}
 
 
 def test_filter_normalization_matches_each_row():
@@ -52,10 +54,14 @@ def test_deterministic_independent_of_other_targets_and_threads():
     assert torch.equal(both[0]["a.weight"], only_a[0]["a.weight"])
     assert not torch.equal(both[0]["a.weight"], both[1]["a.weight"])  # axes differ
     assert not torch.equal(both[0]["a.weight"], random_directions(W, 1, seed=8, norm="filter")[0]["a.weight"])
-    code = ("import torch; torch.set_num_threads({n}); from llmscape.directions import gaussian;"
-            "import hashlib; print(hashlib.sha256(gaussian({{'x': (300, 200)}}, 5, 0)['x'].numpy().tobytes()).hexdigest())")
-    sums = {subprocess.run([sys.executable, "-c", code.format(n=n)], capture_output=True, text=True,
-                           check=True).stdout for n in (1, 2)}
+    code = (
+        "import torch; torch.set_num_threads({n}); from llmscape.directions import gaussian;"
+        "import hashlib; print(hashlib.sha256(gaussian({{'x': (300, 200)}}, 5, 0)['x'].numpy().tobytes()).hexdigest())"
+    )
+    sums = {
+        subprocess.run([sys.executable, "-c", code.format(n=n)], capture_output=True, text=True, check=True).stdout
+        for n in (1, 2)
+    }
     assert len(sums) == 1
 
 
@@ -65,5 +71,5 @@ def test_hdf5_round_trip(tmp_path):
     back, attrs = load_directions(tmp_path / "d.h5")
     assert attrs["recipe"] == {"method": "random", "seed": 1}
     assert attrs["sha256"] == directions_sha256(dirs)
-    for a, b in zip(dirs, back):
+    for a, b in zip(dirs, back, strict=True):
         assert set(a) == set(b) and all(np.array_equal(a[n].numpy(), b[n].numpy()) for n in a)

@@ -48,8 +48,9 @@ def test_point_equals_model_with_perturbed_weights(setup):
 
 def test_centre_is_the_unperturbed_loss_and_far_points_differ(setup):
     model, data, _, dirs = setup
-    loss = metrics(ReferenceEngine(model, data, dirs).evaluate(np.array([[0, 0], [0, 0], [30, 30]])),
-                   data.n_tokens)["loss"]
+    loss = metrics(ReferenceEngine(model, data, dirs).evaluate(np.array([[0, 0], [0, 0], [30, 30]])), data.n_tokens)[
+        "loss"
+    ]
     assert loss[0] == loss[1]
     assert abs(loss[2] - loss[0]) > 1e-3
 
@@ -62,5 +63,6 @@ def test_bf16_model_restores_exactly(tiny_dir, tiny_data):
     weights = {n: params[n].detach().float() for n in TARGETS}
     before = {n: params[n].detach().clone() for n in TARGETS}
     ReferenceEngine(model, tiny_data, random_directions(weights, 2, 0, "filter")).evaluate(
-        np.linspace(-1, 1, 10).reshape(5, 2))
+        np.linspace(-1, 1, 10).reshape(5, 2)
+    )
     assert all(torch.equal(params[n], before[n]) for n in TARGETS)

@@ -17,8 +17,15 @@ def bowl(n=21, overflow=False):
     loss = 2.0 + a**2 + b**2
     if overflow:
         loss[0, 0], loss[0, 1] = np.inf, np.nan
-    ls.fill(np.arange(n * n), {"loss": loss.ravel(), "token_loss": loss.ravel(), "accuracy": np.zeros(n * n),
-                               "per_sequence_loss": loss.reshape(-1, 1)})
+    ls.fill(
+        np.arange(n * n),
+        {
+            "loss": loss.ravel(),
+            "token_loss": loss.ravel(),
+            "accuracy": np.zeros(n * n),
+            "per_sequence_loss": loss.reshape(-1, 1),
+        },
+    )
     return ls
 
 

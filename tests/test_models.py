@@ -14,12 +14,13 @@ from llmscape.models import load_prepared, prepare_model, read_tensors, resolve_
 def test_prepare_local_directory(tiny_dir, tmp_path):
     manifest = prepare_model(str(tiny_dir), tmp_path / "m")
     assert manifest["source_kind"] == "local" and manifest["n_layers"] == 4
-    assert manifest["n_parameters"] == sum(t.numel() for t in read_tensors(tmp_path / "m", list(
-        tensor_shapes(tmp_path / "m"))).values())
+    assert manifest["n_parameters"] == sum(
+        t.numel() for t in read_tensors(tmp_path / "m", list(tensor_shapes(tmp_path / "m"))).values()
+    )
     assert json.loads((tmp_path / "m/manifest.json").read_text()) == manifest
     model, tok = load_prepared(tmp_path / "m")
     original, _ = load_prepared(tiny_dir)
-    for (n, p), (_, q) in zip(model.named_parameters(), original.named_parameters()):
+    for (n, p), (_, q) in zip(model.named_parameters(), original.named_parameters(), strict=True):
         assert torch.equal(p, q), n
     assert not any(p.requires_grad for p in model.parameters())
 

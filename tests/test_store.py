@@ -12,9 +12,15 @@ from llmscape.store import Landscape
 
 def make(tmp_path, attrs=None):
     ls = Landscape.empty([np.linspace(-1, 1, 3), np.linspace(-2, 2, 4)], 2, attrs or {"provenance": {"seed": 3}})
-    ls.fill(np.array([0, 5]), {"loss": np.array([1.0, np.inf]), "token_loss": np.array([1.5, 2.5]),
-                               "accuracy": np.array([0.5, 0.0]),
-                               "per_sequence_loss": np.array([[1.0, 1.0], [np.inf, 3.0]])})
+    ls.fill(
+        np.array([0, 5]),
+        {
+            "loss": np.array([1.0, np.inf]),
+            "token_loss": np.array([1.5, 2.5]),
+            "accuracy": np.array([0.5, 0.0]),
+            "per_sequence_loss": np.array([[1.0, 1.0], [np.inf, 3.0]]),
+        },
+    )
     ls.save(tmp_path / "x.h5")
     return ls
 

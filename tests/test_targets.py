@@ -12,8 +12,18 @@ SHAPES |= {f"model.layers.{i}.input_layernorm.weight": (4,) for i in range(30)}
 SHAPES |= {"model.embed_tokens.weight": (10, 4), "model.norm.weight": (4,)}
 
 
-@pytest.mark.parametrize("pos, n, idx", [("first", 30, 0), ("middle", 30, 15), ("last", 30, 29), ("-1", 4, 3),
-                                         (2, 4, 2), ("middle", 4, 2), ("all", 4, None)])
+@pytest.mark.parametrize(
+    "pos, n, idx",
+    [
+        ("first", 30, 0),
+        ("middle", 30, 15),
+        ("last", 30, 29),
+        ("-1", 4, 3),
+        (2, 4, 2),
+        ("middle", 4, 2),
+        ("all", 4, None),
+    ],
+)
 def test_positions(pos, n, idx):
     assert resolve_layer(pos, n) == idx
 
@@ -32,7 +42,9 @@ def test_1d_tensors_only_when_asked():
 
 
 def test_errors_name_pattern_and_examples():
-    with pytest.raises(LlmscapeError, match=r"match no tensor in layer 'first'.*valid names look like: model\.layers\.0"):
+    with pytest.raises(
+        LlmscapeError, match=r"match no tensor in layer 'first'.*valid names look like: model\.layers\.0"
+    ):
         select(SHAPES, [r"mlp\.down"], "first", 30)
     with pytest.raises(LlmscapeError, match="out of range"):
         resolve_layer(30, 30)

@@ -19,8 +19,16 @@ def test_default_config_lints_and_dry_runs(tmp_path):
     write_config(tmp_path, yaml.safe_load((ROOT / "config/config.yaml").read_text()))
     run_snakemake(tmp_path, "--lint")
     out = run_snakemake(tmp_path, "-n").stdout
-    for rule in ("prepare_model", "prepare_data", "directions", "surface", "merge", "plot_landscape",
-                 "compare_study", "paper"):
+    for rule in (
+        "prepare_model",
+        "prepare_data",
+        "directions",
+        "surface",
+        "merge",
+        "plot_landscape",
+        "compare_study",
+        "paper",
+    ):
         assert re.search(rf"^{rule}\s+\d+", out, re.M), f"{rule} missing from the dry run"
 
 
@@ -50,8 +58,11 @@ def test_tiny_end_to_end(tmp_path, tiny_dir):
     manifest = yaml.safe_load((r / "model/manifest.json").read_text())
     assert manifest["n_layers"] == 4 and len(manifest["sha256"]) == 64
 
-    for name, dims, layer_index in [("layers/first-random", 2, 0), ("layers/last-random", 2, 3),
-                                    ("whole/all-hessian", 1, None)]:
+    for name, dims, layer_index in [
+        ("layers/first-random", 2, 0),
+        ("layers/last-random", 2, 3),
+        ("whole/all-hessian", 1, None),
+    ]:
         with h5py.File(r / f"landscapes/{name}.h5") as f:  # plain h5py: the documented contract
             assert f["loss"].shape == (5,) * dims
             assert f["computed"][...].all() and np.isfinite(f["loss"][...]).all()

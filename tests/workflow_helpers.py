@@ -45,12 +45,24 @@ def write_config(workdir: str | Path, config: dict) -> Path:
     return path
 
 
-def run_snakemake(workdir: str | Path, *args: str, check: bool = True, timeout: int = 600) -> subprocess.CompletedProcess:
+def run_snakemake(
+    workdir: str | Path, *args: str, check: bool = True, timeout: int = 600
+) -> subprocess.CompletedProcess:
     """``snakemake`` on the repository's Snakefile with ``workdir/config.yaml``."""
-    cmd = [*SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "--directory", str(workdir),
-           "--configfile", str(Path(workdir) / "config.yaml"), *args]
+    cmd = [
+        *SNAKEMAKE,
+        "-s",
+        str(ROOT / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(Path(workdir) / "config.yaml"),
+        *args,
+    ]
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
+        raise AssertionError(
+            f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
+        )
     return proc

@@ -66,9 +66,7 @@ def tokenize(texts: list[str], tokenizer, seq_len: int | None = None, max_sequen
         ids = tokenizer(text, add_special_tokens=True)["input_ids"]
         if seq_len is None:
             if len(ids) < 2:
-                raise LlmscapeError(
-                    f"prompt {text!r} tokenizes to {len(ids)} token(s); a loss needs at least 2"
-                )
+                raise LlmscapeError(f"prompt {text!r} tokenizes to {len(ids)} token(s); a loss needs at least 2")
             pieces.append(ids)
             labels.append(text)
         else:

@@ -28,7 +28,9 @@ def _stream_seed(seed: int, axis: int, name: str) -> int:
 
 def gaussian(shapes: dict[str, tuple[int, ...]], seed: int, axis: int) -> Direction:
     return {
-        name: torch.from_numpy(np.random.default_rng(_stream_seed(seed, axis, name)).standard_normal(shape, dtype=np.float32))
+        name: torch.from_numpy(
+            np.random.default_rng(_stream_seed(seed, axis, name)).standard_normal(shape, dtype=np.float32)
+        )
         for name, shape in shapes.items()
     }
 

@@ -121,7 +121,9 @@ def read_manifest(model_dir: str | Path) -> dict:
     return json.loads((Path(model_dir) / "manifest.json").read_text())
 
 
-def load_prepared(model_dir: str | Path, dtype: str = "float32", device: str = "cpu", attn_implementation: str = "eager"):
+def load_prepared(
+    model_dir: str | Path, dtype: str = "float32", device: str = "cpu", attn_implementation: str = "eager"
+):
     """Load a prepared directory for evaluation: eval mode, no grad on any weight.
 
     ``eager`` attention by default: PyTorch's CPU SDPA kernel has no double backward,

@@ -37,24 +37,30 @@ def data_uri(png: str | Path) -> str:
     return "data:image/png;base64," + base64.b64encode(Path(png).read_bytes()).decode()
 
 
-def study_context(name: str, study_config: dict, csv: str | Path, compare_png: str | Path,
-                  figures: list[tuple[str, str | Path, str | Path]], out_dir: Path,
-                  curvature: tuple[str | Path, str | Path] | None = None) -> dict:
+def study_context(
+    name: str,
+    study_config: dict,
+    csv: str | Path,
+    compare_png: str | Path,
+    figures: list[tuple[str, str | Path, str | Path]],
+    out_dir: Path,
+    curvature: tuple[str | Path, str | Path] | None = None,
+) -> dict:
     """Template variables of one study; ``figures`` holds (title, png, html) per landscape,
     ``curvature`` the study's curvature (csv, png) when it has one."""
     table = pd.read_csv(csv)
     return {
-        "curvature": None if curvature is None else {"rows": pd.read_csv(curvature[0]).to_dict("records"),
-                                                     "figure": data_uri(curvature[1])},
+        "curvature": None
+        if curvature is None
+        else {"rows": pd.read_csv(curvature[0]).to_dict("records"), "figure": data_uri(curvature[1])},
         "name": name,
         "config": study_config,
         "rows": table.to_dict("records"),
-        "table_html": table.drop(columns=["targets"]).to_html(index=False, float_format=lambda x: f"{x:.4g}",
-                                                              na_rep="–"),
+        "table_html": table.drop(columns=["targets"]).to_html(
+            index=False, float_format=lambda x: f"{x:.4g}", na_rep="–"
+        ),
         "compare": data_uri(compare_png),
-        "landscapes": [
-            {"title": t, "png": data_uri(p), "html": os.path.relpath(h, out_dir)} for t, p, h in figures
-        ],
+        "landscapes": [{"title": t, "png": data_uri(p), "html": os.path.relpath(h, out_dir)} for t, p, h in figures],
     }
 
 
@@ -62,16 +68,28 @@ def _weights_context(csv: str | Path, png: str | Path) -> dict:
     table = pd.read_csv(csv)
     worst = table.loc[table["condition_number"].idxmax()]
     by_matrix = table.groupby("matrix")["condition_number"].median().sort_values()
-    return {"figure": data_uri(png), "n_matrices": len(table), "worst": worst.to_dict(),
-            "median_condition": by_matrix.to_dict()}
+    return {
+        "figure": data_uri(png),
+        "n_matrices": len(table),
+        "worst": worst.to_dict(),
+        "median_condition": by_matrix.to_dict(),
+    }
 
 
-def render(template: str | Path, out: str | Path, config: dict, model_dir: str | Path, data_path: str | Path,
-           studies: list[dict], weight_spectra: tuple[str | Path, str | Path]) -> None:
+def render(
+    template: str | Path,
+    out: str | Path,
+    config: dict,
+    model_dir: str | Path,
+    data_path: str | Path,
+    studies: list[dict],
+    weight_spectra: tuple[str | Path, str | Path],
+) -> None:
     """Render ``template`` (Markdown with Jinja2) to a standalone HTML page at ``out``."""
     evalset = datamod.load_eval_set(data_path)
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(template).parent), undefined=jinja2.StrictUndefined,
-                             autoescape=False)
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(Path(template).parent), undefined=jinja2.StrictUndefined, autoescape=False
+    )
     radius = max(config["figures"]["radii"])
     context = {
         "config": config,

@@ -82,14 +82,15 @@ def plot_landscape(ls: Landscape, title: str, png: str | Path, pdf: str | Path, 
     _save(fig, png, pdf)
 
 
-def plot_comparison(panels: list[tuple[str, Landscape]], png: str | Path, pdf: str | Path, clip: float,
-                    n_cols: int) -> None:
+def plot_comparison(
+    panels: list[tuple[str, Landscape]], png: str | Path, pdf: str | Path, clip: float, n_cols: int
+) -> None:
     """Several landscapes side by side (one contour or curve each), ``n_cols`` per row."""
     n_rows = -(-len(panels) // n_cols)
     fig, axes = plt.subplots(n_rows, n_cols, figsize=(4.2 * n_cols, 3.6 * n_rows), squeeze=False)
-    for ax, (title, ls) in zip(axes.ravel(), panels):
+    for ax, (title, ls) in zip(axes.ravel(), panels, strict=False):
         (_draw_curve if len(ls.axes) == 1 else _draw_contour)(ax, ls, clip, title)
-    for ax in axes.ravel()[len(panels):]:
+    for ax in axes.ravel()[len(panels) :]:
         ax.axis("off")
     fig.tight_layout()
     _save(fig, png, pdf)

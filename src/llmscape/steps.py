@@ -66,8 +66,16 @@ def make_directions(model_dir: str | Path, data_path: str | Path, spec: dict, ou
         from llmscape.curvature import hessian_directions
 
         model, _ = load_prepared(model_dir, spec["model"]["dtype"])
-        found = hessian_directions(model, datamod.load_eval_set(data_path), names, n_axes, method=d["solver"],
-                                   seed=d["seed"], tol=d["tol"], max_iter=d["max_iter"])
+        found = hessian_directions(
+            model,
+            datamod.load_eval_set(data_path),
+            names,
+            n_axes,
+            method=d["solver"],
+            seed=d["seed"],
+            tol=d["tol"],
+            max_iter=d["max_iter"],
+        )
         directions = [normalize(v, weights, d["norm"]) for v in found.directions]
         recipe |= found.recipe()
         extra = found.extra()
@@ -127,15 +135,21 @@ def _evalset_hash(evalset: datamod.EvalSet) -> str:
 def merge_shards(shards: list[str | Path], out: str | Path) -> None:
     landscape = merge(shards)
     landscape.save(out)
-    log.info("merged %d shard(s): %d points, wall time %.1fs", len(shards), landscape.computed.size,
-             landscape.attrs["wall_time_s"])
+    log.info(
+        "merged %d shard(s): %d points, wall time %.1fs",
+        len(shards),
+        landscape.computed.size,
+        landscape.attrs["wall_time_s"],
+    )
 
 
 def landscape_title(ls: Landscape) -> str:
     p = ls.attrs["provenance"]
     recipe = p["directions_recipe"]
     where = "all layers" if recipe["layer_index"] is None else f"layer {recipe['layer_index']}"
-    return f"{p['config']['study']}: {recipe['layer']} ({where}), {recipe['name']} ({recipe['method']}, {recipe['norm']})"
+    return (
+        f"{p['config']['study']}: {recipe['layer']} ({where}), {recipe['name']} ({recipe['method']}, {recipe['norm']})"
+    )
 
 
 def render_landscape(landscape: str | Path, png: str | Path, pdf: str | Path, html: str | Path, clip: float) -> None:
@@ -165,8 +179,9 @@ def identify(ls: Landscape) -> dict:
     }
 
 
-def compare_study(landscapes: list[str | Path], png: str | Path, pdf: str | Path, csv: str | Path,
-                  clip: float, radii: list[float]) -> None:
+def compare_study(
+    landscapes: list[str | Path], png: str | Path, pdf: str | Path, csv: str | Path, clip: float, radii: list[float]
+) -> None:
     """One comparison figure (a column per layer, a row per direction) and the summary CSV."""
     from llmscape.plots import plot_comparison
     from llmscape.summary import summary_table
@@ -175,11 +190,12 @@ def compare_study(landscapes: list[str | Path], png: str | Path, pdf: str | Path
     idents = [identify(ls) for ls in loaded]
     layers = list(dict.fromkeys(i["layer"] for i in idents))
     directions = list(dict.fromkeys(i["direction"] for i in idents))
-    order = sorted(range(len(loaded)), key=lambda k: (directions.index(idents[k]["direction"]),
-                                                       layers.index(idents[k]["layer"])))
+    order = sorted(
+        range(len(loaded)), key=lambda k: (directions.index(idents[k]["direction"]), layers.index(idents[k]["layer"]))
+    )
     panels = [(f"{idents[k]['layer']} · {idents[k]['direction']}", loaded[k]) for k in order]
     plot_comparison(panels, png, pdf, clip, n_cols=len(layers))
-    summary_table(list(zip(idents, loaded)), radii).to_csv(csv, index=False, float_format="%.6g")
+    summary_table(list(zip(idents, loaded, strict=True)), radii).to_csv(csv, index=False, float_format="%.6g")
 
 
 def compute_curvature(model_dir: str | Path, data_path: str | Path, spec: dict, out: str | Path) -> None:
@@ -190,8 +206,16 @@ def compute_curvature(model_dir: str | Path, data_path: str | Path, spec: dict, 
     c = spec["curvature"]
     model, _ = load_prepared(model_dir, spec["model"]["dtype"])
     spectrum = compute_spectrum(
-        model, datamod.load_eval_set(data_path), names, k=c["k"], method=c["solver"], tol=c["tol"],
-        max_iter=c["max_iter"], seed=c["seed"], trace_probes=c["trace_probes"], density_probes=c["density_probes"],
+        model,
+        datamod.load_eval_set(data_path),
+        names,
+        k=c["k"],
+        method=c["solver"],
+        tol=c["tol"],
+        max_iter=c["max_iter"],
+        seed=c["seed"],
+        trace_probes=c["trace_probes"],
+        density_probes=c["density_probes"],
         density_steps=c["density_steps"],
     )
     provenance = {
@@ -203,8 +227,14 @@ def compute_curvature(model_dir: str | Path, data_path: str | Path, spec: dict, 
         "versions": versions(),
     }
     save_spectrum(out, spectrum, provenance)
-    log.info("top eigenvalues %s, trace %.4g +- %.2g, %d HVPs in %.1fs", spectrum.eigenvalues,
-             spectrum.trace.trace, spectrum.trace.se, spectrum.n_hvp, spectrum.seconds)
+    log.info(
+        "top eigenvalues %s, trace %.4g +- %.2g, %d HVPs in %.1fs",
+        spectrum.eigenvalues,
+        spectrum.trace.trace,
+        spectrum.trace.se,
+        spectrum.n_hvp,
+        spectrum.seconds,
+    )
 
 
 def summarize_curvature(spectra: list[str | Path], png: str | Path, pdf: str | Path, csv: str | Path) -> None:

@@ -28,7 +28,9 @@ def interpolate(ls: Landscape, coords: np.ndarray) -> np.ndarray:
     i1, j1 = np.minimum(i0 + 1, len(a) - 1), np.minimum(j0 + 1, len(b) - 1)
     ta, tb = fi - i0, fj - j0
     z = ls.loss
-    value = (1 - ta) * (1 - tb) * z[i0, j0] + ta * (1 - tb) * z[i1, j0] + (1 - ta) * tb * z[i0, j1] + ta * tb * z[i1, j1]
+    value = (
+        (1 - ta) * (1 - tb) * z[i0, j0] + ta * (1 - tb) * z[i1, j0] + (1 - ta) * tb * z[i0, j1] + ta * tb * z[i1, j1]
+    )
     out[inside] = value[inside]
     return out
 
@@ -47,7 +49,7 @@ def basin_radius(ls: Landscape, rise: float, n_radii: int = 200) -> float:
     centre = interpolate(ls, np.zeros((1, len(ls.axes))))[0]
     r_max = min(min(abs(a[0]), abs(a[-1])) for a in ls.axes)
     radii = np.linspace(0, r_max, n_radii + 1)[1:]
-    for prev, r in zip(np.concatenate([[0.0], radii[:-1]]), radii):
+    for prev, r in zip(np.concatenate([[0.0], radii[:-1]]), radii, strict=True):
         if not np.nanmean(interpolate(ls, circle(len(ls.axes), r))) - centre <= rise:
             return float(prev)
     return float("nan")

@@ -48,7 +48,12 @@ class Progress:
             eta = (self.total - self.done) / rate if rate > 0 else float("inf")
             log.info(
                 "%s: %d/%d points (%.0f%%), %.2f points/s, ETA %.0fs",
-                self.label, self.done, self.total, 100 * self.done / max(self.total, 1), rate, eta,
+                self.label,
+                self.done,
+                self.total,
+                100 * self.done / max(self.total, 1),
+                rate,
+                eta,
             )
 
 

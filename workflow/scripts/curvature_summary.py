@@ -9,5 +9,6 @@ if TYPE_CHECKING:
     from snakemake.script import snakemake
 
 out = snakemake.output
-run_job(lambda: summarize_curvature(list(snakemake.input), out.png, out.pdf, out.csv), snakemake.log[0],
-        snakemake.threads)
+run_job(
+    lambda: summarize_curvature(list(snakemake.input), out.png, out.pdf, out.csv), snakemake.log[0], snakemake.threads
+)

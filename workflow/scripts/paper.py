@@ -16,12 +16,13 @@ def main():
     inp, config = snakemake.input, snakemake.params.config
     out_dir = Path(snakemake.output[0]).parent
     figures = {name: [] for name in config["studies"]}
-    for study, h5, png, html in zip(snakemake.params.studies, inp.landscapes, inp.pngs, inp.htmls):
+    for study, h5, png, html in zip(snakemake.params.studies, inp.landscapes, inp.pngs, inp.htmls, strict=True):
         figures[study].append((landscape_title(Landscape.load(h5)), png, html))
-    curvature = dict(zip(snakemake.params.curvature_studies, zip(inp.curvature_csv, inp.curvature_png)))
+    curvature_files = zip(inp.curvature_csv, inp.curvature_png, strict=True)
+    curvature = dict(zip(snakemake.params.curvature_studies, curvature_files, strict=True))
     studies = [
         study_context(name, config["studies"][name], csv, png, figures[name], out_dir, curvature.get(name))
-        for name, csv, png in zip(config["studies"], inp.tables, inp.compare)
+        for name, csv, png in zip(config["studies"], inp.tables, inp.compare, strict=True)
     ]
     render(inp.template, snakemake.output[0], config, inp.model, inp.data, studies, (inp.weights_csv, inp.weights_png))
 

@@ -31,7 +31,7 @@ class PerturbedWeights:
     def set(self, coeffs) -> None:
         for n, p in self.live.items():
             w = self.origin[n].float()
-            for c, d in zip(coeffs, self.directions):
+            for c, d in zip(coeffs, self.directions, strict=True):
                 w = torch.add(w, d[n], alpha=float(c))
             p.copy_(w)
 
