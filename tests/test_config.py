@@ -26,7 +26,15 @@ def test_defaults_are_filled():
     assert config["engine"]["kind"] in ("reference", "fast")
     s = config["studies"]["s"]
     assert s["layers"] == ["first", "middle", "last"] and s["grid"]["points"] == 21
-    assert s["directions"]["r"] == {"method": "random", "norm": "filter", "seed": 0}
+    assert s["directions"]["r"] == {
+        "method": "random",
+        "norm": "filter",
+        "seed": 0,
+        "solver": "lanczos",
+        "tol": 0.001,
+        "max_iter": 100,
+    }
+    assert s["curvature"]["enabled"] is False and s["shards"] == 1
     assert [x.name for x in landscapes(config)] == ["first-r", "middle-r", "last-r"]
 
 
