@@ -20,8 +20,17 @@ GRID = [np.linspace(-1.0, 1.0, 5), np.linspace(-0.5, 0.5, 4)]  # 20 points: 3 an
 PROVENANCE = {"test": "shards", "seed": 0, "norm": "filter", "grid": [5, 4]}
 
 
-@pytest.fixture
-def engine(tiny, tiny_data):
+@pytest.fixture(scope="module")
+def data(tiny):
+    from llmscape.data import tokenize
+
+    return tokenize(["hello world, this is a test", "short one", "loss landscapes of llms!"], tiny[1])
+
+
+@pytest.fixture(scope="module")
+def engine(tiny, data):
+    import torch
+
     from llmscape.directions import random_directions
     from llmscape.engine.reference import ReferenceEngine
 
@@ -29,13 +38,16 @@ def engine(tiny, tiny_data):
     params = dict(model.named_parameters())
     names = ("model.layers.1.mlp.up_proj.weight", "model.layers.1.self_attn.q_proj.weight")
     weights = {n: params[n].detach() for n in names}
-    return ReferenceEngine(model, tiny_data, random_directions(weights, 2, seed=0, norm="filter"))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny matrices: one thread is fastest, and far faster on a busy machine
+    yield ReferenceEngine(model, data, random_directions(weights, 2, seed=0, norm="filter"))
+    torch.set_num_threads(threads)
 
 
-def run_shards(engine, tiny_data, out_dir, n_shards, provenance=PROVENANCE):
+def run_shards(engine, data, out_dir, n_shards, provenance=PROVENANCE):
     paths = [out_dir / f"shard-{k}-of-{n_shards}.h5" for k in range(n_shards)]
     for k, p in enumerate(paths):
-        compute_shard(engine, GRID, tiny_data.n_tokens, p, provenance, shard=k, n_shards=n_shards, checkpoint_s=0)
+        compute_shard(engine, GRID, data.n_tokens, p, provenance, shard=k, n_shards=n_shards, checkpoint_s=0)
     return paths
 
 
@@ -46,16 +58,16 @@ def assert_same_grid(a: Landscape, b: Landscape):
         np.testing.assert_array_equal(getattr(a, key), getattr(b, key), err_msg=key)
 
 
-@pytest.fixture
-def unsharded(engine, tiny_data, tmp_path):
-    (path,) = run_shards(engine, tiny_data, tmp_path / "k1", 1)
+@pytest.fixture(scope="module")
+def unsharded(engine, data, tmp_path_factory):
+    (path,) = run_shards(engine, data, tmp_path_factory.mktemp("k1"), 1)
     return Landscape.load(path)
 
 
 @pytest.mark.parametrize("n_shards", [1, 3, 7])
-def test_merged_shards_equal_unsharded_run(engine, tiny_data, tmp_path, unsharded, n_shards):
+def test_merged_shards_equal_unsharded_run(engine, data, tmp_path, unsharded, n_shards):
     assert unsharded.computed.all() and np.isfinite(unsharded.loss).all()
-    paths = run_shards(engine, tiny_data, tmp_path / f"k{n_shards}", n_shards)
+    paths = run_shards(engine, data, tmp_path / f"k{n_shards}", n_shards)
     for k, p in enumerate(paths):  # each shard holds exactly its own points
         shard = Landscape.load(p)
         assert shard.attrs["shard"] == [k, n_shards]
@@ -68,8 +80,8 @@ def test_merged_shards_equal_unsharded_run(engine, tiny_data, tmp_path, unsharde
     assert_same_grid(Landscape.load(tmp_path / "merged.h5"), unsharded)
 
 
-def test_merge_missing_shard_is_named(engine, tiny_data, tmp_path):
-    paths = run_shards(engine, tiny_data, tmp_path, 3)
+def test_merge_missing_shard_is_named(engine, data, tmp_path):
+    paths = run_shards(engine, data, tmp_path, 3)
     with pytest.raises(LlmscapeError, match=r"shard 1 of 3"):
         merge([paths[0], paths[2]])
     paths[1].unlink()
@@ -77,8 +89,8 @@ def test_merge_missing_shard_is_named(engine, tiny_data, tmp_path):
         merge(paths)
 
 
-def test_merge_incomplete_shard_is_named(engine, tiny_data, tmp_path):
-    paths = run_shards(engine, tiny_data, tmp_path, 3)
+def test_merge_incomplete_shard_is_named(engine, data, tmp_path):
+    paths = run_shards(engine, data, tmp_path, 3)
     shard = Landscape.load(paths[2])
     shard.computed.ravel()[np.flatnonzero(shard.computed)[-1]] = False  # as a checkpoint would hold it
     shard.save(paths[2])
@@ -86,12 +98,12 @@ def test_merge_incomplete_shard_is_named(engine, tiny_data, tmp_path):
         merge(paths)
 
 
-def test_merge_rejects_foreign_and_mismatched_shards(engine, tiny_data, tmp_path):
-    paths = run_shards(engine, tiny_data, tmp_path / "a", 3)
-    other = run_shards(engine, tiny_data, tmp_path / "b", 3, provenance={**PROVENANCE, "seed": 1})
+def test_merge_rejects_foreign_and_mismatched_shards(engine, data, tmp_path):
+    paths = run_shards(engine, data, tmp_path / "a", 3)
+    other = run_shards(engine, data, tmp_path / "b", 3, provenance={**PROVENANCE, "seed": 1})
     with pytest.raises(LlmscapeError, match=rf"shard {other[1]} belongs to a different landscape"):
         merge([paths[0], other[1], paths[2]])
-    seven = run_shards(engine, tiny_data, tmp_path / "c", 7)
+    seven = run_shards(engine, data, tmp_path / "c", 7)
     with pytest.raises(LlmscapeError, match=rf"{seven[1]} is shard 1 of 7"):
         merge([paths[0], seven[1], paths[2]])
     with pytest.raises(LlmscapeError, match="more than once"):
@@ -102,22 +114,22 @@ def _partial_for(out):
     return out.with_name(out.name + ".partial")
 
 
-def test_corrupt_partial_is_discarded_and_recomputed(engine, tiny_data, tmp_path, unsharded, caplog):
+def test_corrupt_partial_is_discarded_and_recomputed(engine, data, tmp_path, unsharded, caplog):
     out = tmp_path / "shard-0-of-1.h5"
     _partial_for(out).write_bytes(b"\x89HDF\r\n\x1a\n" + b"garbage" * 100)
     with caplog.at_level(logging.WARNING, logger="llmscape"):
-        result = compute_shard(engine, GRID, tiny_data.n_tokens, out, PROVENANCE, checkpoint_s=0)
+        result = compute_shard(engine, GRID, data.n_tokens, out, PROVENANCE, checkpoint_s=0)
     assert "discarding unreadable checkpoint" in caplog.text
     assert result.attrs["points_computed_this_run"] == 20
     assert not _partial_for(out).exists()
     assert_same_grid(Landscape.load(out), unsharded)
 
 
-def test_foreign_partial_is_discarded_and_recomputed(engine, tiny_data, tmp_path, unsharded, caplog):
+def test_foreign_partial_is_discarded_and_recomputed(engine, data, tmp_path, unsharded, caplog):
     out = tmp_path / "shard-0-of-1.h5"
     # A checkpoint of another landscape (different seed), half done, with wrong values planted.
     foreign = Landscape.empty(
-        GRID, len(tiny_data), {"identity": identity({**PROVENANCE, "seed": 9}), "shard": [0, 1], "wall_time_s": 0.0}
+        GRID, len(data), {"identity": identity({**PROVENANCE, "seed": 9}), "shard": [0, 1], "wall_time_s": 0.0}
     )
     half = np.arange(10)
     foreign.fill(
@@ -126,27 +138,27 @@ def test_foreign_partial_is_discarded_and_recomputed(engine, tiny_data, tmp_path
             "loss": np.full(10, 123.0),
             "token_loss": np.zeros(10),
             "accuracy": np.zeros(10),
-            "per_sequence_loss": np.zeros((10, len(tiny_data))),
+            "per_sequence_loss": np.zeros((10, len(data))),
         },
     )
     foreign.save(_partial_for(out))
     with caplog.at_level(logging.WARNING, logger="llmscape"):
-        result = compute_shard(engine, GRID, tiny_data.n_tokens, out, PROVENANCE, checkpoint_s=0)
+        result = compute_shard(engine, GRID, data.n_tokens, out, PROVENANCE, checkpoint_s=0)
     assert "different config/model/directions" in caplog.text
     assert result.attrs["points_computed_this_run"] == 20
     assert_same_grid(Landscape.load(out), unsharded)
 
 
-def test_partial_of_same_landscape_is_reused(engine, tiny_data, tmp_path, unsharded):
+def test_partial_of_same_landscape_is_reused(engine, data, tmp_path, unsharded):
     """A checkpoint with the right identity is resumed; only missing points are computed."""
     out = tmp_path / "shard-0-of-1.h5"
-    done = Landscape.load(run_shards(engine, tiny_data, tmp_path / "ref", 1)[0])
+    done = Landscape.load(run_shards(engine, data, tmp_path / "ref", 1)[0])
     done.computed.ravel()[7:] = False
     done.attrs.pop("points_computed_this_run")
     done.save(_partial_for(out))
     stale = tmp_path / f".{out.name}.partial.tmp-99999"  # a save cut short by a kill
     stale.write_bytes(b"half a file")
-    result = compute_shard(engine, GRID, tiny_data.n_tokens, out, PROVENANCE, checkpoint_s=0)
+    result = compute_shard(engine, GRID, data.n_tokens, out, PROVENANCE, checkpoint_s=0)
     assert result.attrs["points_computed_this_run"] == 13
     assert not stale.exists()
     assert_same_grid(Landscape.load(out), unsharded)
