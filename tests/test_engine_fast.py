@@ -175,3 +175,13 @@ def test_oom_retries_with_half_block(tiny, tiny_dir, tiny_data, monkeypatch):
     monkeypatch.setattr(engine, "_run_block", broken)
     with pytest.raises(RuntimeError, match="not a memory problem"):
         engine.evaluate(_grid(2, 2))
+
+
+def test_materialized_linear_mode(tiny, tiny_dir, tiny_data):
+    model, _ = tiny
+    dirs = _dirs(model, _names(tiny_dir, ["mlp", "self_attn.o_proj"], "all"))
+    engine = FastEngine(model, tiny_data, dirs, linear_mode="materialize", max_block=4)
+    assert engine.describe()["linear_mode"] == "materialize" and engine.describe()["linear_hooks"] == 0
+    _check(model, tiny_data, dirs, engine)
+    auto = FastEngine(model, tiny_data, dirs, materialize_rows=1)
+    assert auto.describe()["linear_mode"] == "materialize"

@@ -62,6 +62,13 @@ DEFAULTS = {
     "seq_batch": None,  # sequences per forward; None: from the memory budget
     "head_chunk": None,  # vocabulary rows per head chunk; None: from the memory budget
     "threads": None,  # torch.set_num_threads, None: leave as is
+    # How a targeted nn.Linear gets its per-point weight: "additive" (x W^T + sum c x D^T,
+    # one extra matmul of n_axes x the work, nothing materialized), "materialize"
+    # (theta* + sum c d written per point into a scratch tensor; costs weight-sized
+    # memory traffic per point, no extra FLOPs), or "auto": additive while a point has
+    # fewer than ``materialize_rows`` token rows per forward, materialize from there on.
+    "linear_mode": "auto",
+    "materialize_rows": 256,
 }
 
 
@@ -236,6 +243,14 @@ class FastEngine:
             for pname, p in mod.named_parameters(recurse=False):
                 owner.setdefault(id(p), []).append((mname, mod, pname))
         self.start_layer = self.n_layers  # first layer that runs per point
+        mode = self.options["linear_mode"]
+        if mode not in ("auto", "additive", "materialize"):
+            raise LlmscapeError(f"engine.linear_mode must be auto, additive or materialize, got {mode!r}")
+        if mode == "auto":
+            n_seq, t_max = self.data.input_ids.shape
+            rows = min(n_seq, int(self.options["seq_batch"] or n_seq)) * t_max
+            mode = "materialize" if rows >= int(self.options["materialize_rows"]) else "additive"
+        self.linear_mode = mode
         for name in names:
             p = by_name[name]
             dirs = [d[name] for d in directions]
@@ -261,7 +276,7 @@ class FastEngine:
                 else:
                     self.start_layer = min(self.start_layer, li)
                 modules[id(mod)] = (mname, mod, li)
-                if isinstance(mod, torch.nn.Linear) and pname in ("weight", "bias"):
+                if isinstance(mod, torch.nn.Linear) and pname in ("weight", "bias") and self.linear_mode == "additive":
                     linear.setdefault(id(mod), {})[pname] = dirs
                 else:
                     fallback.setdefault(id(mod), {})[pname] = dirs
@@ -534,6 +549,7 @@ class FastEngine:
             "head_chunk": int(self.head_chunk),
             "start_layer": int(self.start_layer),
             "n_layers": int(self.n_layers),
+            "linear_mode": self.linear_mode,
             "linear_hooks": int(self.n_linear),
             "fallback_modules": int(self.n_fallback),
             "perturbs_embedding": self.embed_dirs is not None,

@@ -99,9 +99,14 @@ class StreamedWeights:
         if not self.files:
             raise LlmscapeError(f"{self.model_dir} holds no *.safetensors file to stream from")
 
-        names_by_id = _param_names_by_id(model)
         self.embed = model.get_input_embeddings()
         self.head = model.get_output_embeddings()
+        head_own = next(n for n, m in model.named_modules() if m is self.head) + ".weight"
+        if self.head.weight is self.embed.weight and head_own in self.files:
+            # Tied in the config but stored separately: from_pretrained then leaves them
+            # untied (warning "both are present in the checkpoints"); do the same.
+            self.head.weight = torch.nn.Parameter(torch.empty_like(self.embed.weight), requires_grad=False)
+        names_by_id = _param_names_by_id(model)
         self.embed_name = self._stored_name(names_by_id[id(self.embed.weight)])
         self.head_name = self._stored_name(names_by_id[id(self.head.weight)])
         self.vocab, self.hidden = self.embed.weight.shape
