@@ -29,8 +29,10 @@ BINARIES = ("slurmctld", "slurmd", "sinfo", "squeue", "sbatch", "scancel", "mung
 SLURM_CONF = Path("/etc/slurm/slurm.conf")
 PARTITION = "debug"
 
-TEMPLATE = """\
-# Written by tests/slurm_cluster.py: a one-node test cluster. Removed when it stops.
+MARKER = "# Written by tests/slurm_cluster.py"
+TEMPLATE = (
+    MARKER
+    + """: a one-node test cluster. Removed when it stops.
 ClusterName=llmscapetest
 SlurmctldHost=localhost
 SlurmUser=root
@@ -59,6 +61,7 @@ MinJobAge=300
 NodeName=localhost NodeAddr=127.0.0.1 CPUs={cpus} RealMemory={mem_mb} State=UNKNOWN
 PartitionName={partition} Nodes=localhost Default=YES MaxTime=INFINITE State=UP
 """
+)
 
 
 class ClusterError(RuntimeError):
@@ -159,8 +162,11 @@ class SlurmCluster:
         conf.write_text(TEMPLATE.format(dir=self.dir, cpus=self.cpus, mem_mb=self.mem_mb, partition=PARTITION))
         self._install_conf(conf)
         self._start_munge()
-        if subprocess.run(["pgrep", "-x", "slurmctld"], capture_output=True).returncode == 0:
-            raise ClusterError("a slurmctld is already running on this machine; stop it first (it is not ours)")
+        for daemon in ("slurmctld", "slurmd"):
+            running = subprocess.run(["pgrep", "-x", daemon], capture_output=True, text=True)
+            if running.returncode == 0:
+                pids = " ".join(running.stdout.split())
+                raise ClusterError(f"{daemon} already runs here (PID {pids}), not started by us: stop it first")
         self._spawn("slurmctld", ["slurmctld", "-D", "-i", "-f", str(SLURM_CONF)])
         self._spawn("slurmd", ["slurmd", "-D", "-N", "localhost", "-f", str(SLURM_CONF)])
         self.wait_idle(timeout)
@@ -169,6 +175,8 @@ class SlurmCluster:
 
     def _install_conf(self, conf: Path) -> None:
         SLURM_CONF.parent.mkdir(parents=True, exist_ok=True)
+        if SLURM_CONF.is_symlink() and (not SLURM_CONF.exists() or SLURM_CONF.read_text().startswith(MARKER)):
+            SLURM_CONF.unlink()  # left by a test run that was killed before it could clean up
         if SLURM_CONF.exists() or SLURM_CONF.is_symlink():
             self._conf_backup = SLURM_CONF.with_name(f"slurm.conf.before-llmscape-{os.getpid()}")
             SLURM_CONF.rename(self._conf_backup)
