@@ -111,14 +111,15 @@ class _LinearDelta:
         out3 = out.view(k, -1, out.shape[-1])
         if self.dcat is not None:
             x3 = x.reshape(k, -1, x.shape[-1])
+            # coefficients stay float32 (a bf16 coefficient would move the grid point)
             if c.shape[1] == 1:
-                xs = x3 * c[:, 0].view(k, 1, 1)
+                xs = (x3 * c[:, 0].view(k, 1, 1)).to(x.dtype)
             else:
-                xs = torch.cat([x3 * c[:, a].view(k, 1, 1) for a in range(c.shape[1])], dim=-1)
+                xs = torch.cat([(x3 * c[:, a].view(k, 1, 1)).to(x.dtype) for a in range(c.shape[1])], dim=-1)
             out2 = out3.view(-1, out.shape[-1])
             out2.addmm_(xs.view(-1, xs.shape[-1]), self.dcat)
         if self.bcat is not None:
-            out3.add_((c @ self.bcat).unsqueeze(1))
+            out3.add_((c @ self.bcat.float()).to(out.dtype).unsqueeze(1))
         return out
 
 
@@ -437,7 +438,7 @@ class FastEngine:
         k = len(coeffs)
         self._k_now = k
         self._c_np = np.asarray(coeffs, dtype=np.float64)
-        self._c_dev = torch.as_tensor(self._c_np, dtype=self.dtype, device=self.device)
+        self._c_dev = torch.as_tensor(self._c_np, dtype=torch.float32, device=self.device)
         groups = [self.batches] if self.weights.streaming else [[b] for b in self.batches]
         n = len(self.data)
         nll = np.zeros((k, n))
@@ -447,8 +448,8 @@ class FastEngine:
             for batch in group:
                 h = batch["hidden"].repeat(k, 1, 1)
                 if self.embed_dirs is not None:
-                    delta = torch.einsum("ka,abth->kbth", self._c_dev, batch["embed_delta"])
-                    h = (h.view(k, batch["b"], batch["t"], -1) + delta).view_as(h)
+                    delta = torch.einsum("ka,abth->kbth", self._c_dev, batch["embed_delta"].float())
+                    h = (h.view(k, batch["b"], batch["t"], -1) + delta).to(self.dtype).reshape(h.shape)
                 hidden[id(batch)] = h
             for i in range(self.start_layer, self.n_layers):
                 self.weights.ensure_layer(i)
@@ -484,7 +485,7 @@ class FastEngine:
         target = torch.empty(r, dtype=torch.float32, device=self.device)
         if self.head_dirs is not None:
             c = self._c_dev[point]  # [R, n_axes]
-            hs = [h * c[:, a : a + 1] for a in range(self.n_axes)]
+            hs = [(h * c[:, a : a + 1]).to(h.dtype) for a in range(self.n_axes)]
         for v0 in range(0, vocab, self.head_chunk):
             v1 = min(v0 + self.head_chunk, vocab)
             w = self.weights.head_rows(v0, v1)
