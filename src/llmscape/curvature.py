@@ -478,8 +478,9 @@ class Eigenpairs:
 
     eigenvectors: [k, n] float64, unit norm, sign fixed so the largest-|.| entry is > 0.
     residuals: ||H v - lambda v|| per pair; converged: residual <= tol * |lambda|.
-    n_hvp: products the solver spent (verification excluded); history: per product,
-    the current estimates of the k eigenvalues (NaN where none yet).
+    n_hvp: products the solver spent (verification excluded); history: after each
+    product, (products so far in this solve, current estimates of the k eigenvalues,
+    NaN where none yet).
     """
 
     eigenvalues: np.ndarray
@@ -565,6 +566,7 @@ class Lanczos:
         With ``k`` given, stops early when the k wanted Ritz pairs converge.
         """
         gen = torch.Generator().manual_seed(self.seed)
+        start = op.n_hvp
         v = _random_unit(op.n, gen) if v0 is None else v0.to(torch.float64) / v0.norm()
         basis, alpha, beta = [v], [], []
         steps = min(steps, op.n)
@@ -581,7 +583,7 @@ class Lanczos:
                 if history is not None:
                     est = np.full(k, np.nan)
                     est[: len(idx)] = theta[idx]
-                    history.append((op.n_hvp, est))
+                    history.append((op.n_hvp - start, est))
                 if len(idx) == k and np.all(b * np.abs(s[-1, idx]) <= self.tol * np.abs(theta[idx])):
                     break
             if j + 1 == steps:
@@ -664,7 +666,7 @@ class PowerIteration:
                 est = np.full(k, np.nan)
                 est[: len(values)] = values
                 est[len(values)] = lam
-                history.append((op.n_hvp, est))
+                history.append((op.n_hvp - start, est))
                 residual = float((hv - lam * v).norm())
                 if residual <= self.tol * abs(lam):
                     break
