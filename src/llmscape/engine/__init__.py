@@ -23,6 +23,8 @@ from llmscape.directions import Direction
 from llmscape.errors import LlmscapeError
 
 ENGINES = ("reference", "fast")
+# Keys of the engine section that are for the workflow or the other engine, not options.
+WORKFLOW_KEYS = {"batch_size", "checkpoint_s"}
 
 
 def build_engine(spec: dict, model_dir: str | Path, data: EvalSet, directions: list[Direction]):
@@ -35,7 +37,7 @@ def build_engine(spec: dict, model_dir: str | Path, data: EvalSet, directions: l
         from llmscape.engine.fast import DEFAULTS, FastEngine
 
         options = {k: v for k, v in spec.items() if k in DEFAULTS}
-        unknown = sorted(set(spec) - set(DEFAULTS) - {"batch_size"})
+        unknown = sorted(set(spec) - set(DEFAULTS) - WORKFLOW_KEYS)
         if unknown:
             raise LlmscapeError(f"unknown engine option(s) for kind fast: {unknown}; known: {sorted(DEFAULTS)}")
         # The fast engine loads the model itself: fully, or as a skeleton when streaming.
