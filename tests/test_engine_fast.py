@@ -126,7 +126,8 @@ def test_build_engine_fast(tiny_dir, tiny_data, tiny):
     model, _ = tiny
     assert "fast" in ENGINES
     dirs = _dirs(model, _names(tiny_dir, ["mlp.up_proj"], "middle"))
-    spec = {"kind": "fast", "memory_mb": 256, "max_block": 8, "threads": torch.get_num_threads(), "checkpoint_s": 30, "batch_size": 8}
+    spec = {"kind": "fast", "memory_mb": 256, "max_block": 8, "threads": torch.get_num_threads(),
+            "checkpoint_s": 30, "batch_size": 8}  # the workflow's keys are accepted
     engine = build_engine(spec, tiny_dir, tiny_data, dirs)
     assert engine.name == "fast" and engine.block_size == 8
     assert engine.describe()["memory_mb"] == 256
