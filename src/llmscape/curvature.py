@@ -36,8 +36,11 @@ Eigenvalues carry their sign. ``which`` selects the wanted end of the spectrum:
 ``"magnitude"`` (default: largest |lambda|, what power iteration finds and what the
 Hessian directions use), ``"largest"`` (algebraic, most positive first) or
 ``"smallest"`` (algebraic, most negative first; Lanczos only). ``compute_spectrum``
-reports lambda_min (smallest algebraic, i.e. the most negative curvature) beside the
-top-k and the ratio lambda_max / |lambda_min|.
+reports lambda_max and lambda_min (the algebraic ends; a negative lambda_min is negative
+curvature) beside the top-k and the ratio lambda_max / |lambda_min|. An end already in
+the top-k by magnitude is taken from there (if a positive eigenvalue is among them, the
+largest one is lambda_max; likewise for negative ones and lambda_min); otherwise one more
+Lanczos run finds it.
 
 Convergence: an eigenpair (lambda, v) is converged when its residual
 ||H v - lambda v|| <= tol * |lambda|. Results always carry the residuals (recomputed
@@ -50,6 +53,8 @@ Spectrum file layout (``save_spectrum``; plain h5py, every dataset optional exce
     /eigenvalues            [k] float64   top-k Hessian eigenvalues (order per attr ``which``)
     /residuals              [k] float64   ||H v - lambda v|| per eigenpair
     /converged              [k] bool
+    /lambda_max             []  float64   largest algebraic eigenvalue
+    /lambda_max_residual    []  float64
     /lambda_min             []  float64   smallest algebraic eigenvalue (negative = negative curvature)
     /lambda_min_residual    []  float64
     /trace                  []  float64   Hutchinson estimate of tr(H)
@@ -752,6 +757,7 @@ class HessianDirections:
     n_hvp: int
     method: str
     tol: float
+    which: str = "magnitude"
 
     def extra(self) -> dict[str, np.ndarray]:
         return {
@@ -764,6 +770,7 @@ class HessianDirections:
         return {
             "method": "hessian",
             "eigensolver": self.method,
+            "which": self.which,
             "seed": self.seed,
             "tol": self.tol,
             "iterations": self.iterations,
@@ -784,10 +791,15 @@ def hessian_directions(
     tol: float = 1e-3,
     max_iter: int = 100,
     batch_size: int = 8,
+    which: str = "magnitude",
 ) -> HessianDirections:
-    """The top ``n_axes`` Hessian eigenvectors (largest |lambda|) of the landscape loss on ``targets``."""
+    """The top ``n_axes`` Hessian eigenvectors of the landscape loss on ``targets``.
+
+    ``which="magnitude"`` (default) takes the largest |lambda| (PyHessian's choice);
+    ``"largest"`` the most positive curvature (Lanczos only).
+    """
     op = HessianOperator(TargetLoss(model, data, targets, batch_size=batch_size))
-    pairs = eigensolver(method, tol=tol, max_iter=max_iter, seed=seed).eigenpairs(op, n_axes)
+    pairs = eigensolver(method, tol=tol, max_iter=max_iter, seed=seed, which=which).eigenpairs(op, n_axes)
     if not pairs.all_converged:
         log.warning(
             "Hessian directions: %d of %d eigenpairs not converged to tol %g within %d iterations (residuals %s)",
@@ -795,7 +807,8 @@ def hessian_directions(
         )
     dirs = [op.to_dict(v, torch.float32) for v in pairs.eigenvectors]
     return HessianDirections(
-        dirs, pairs.eigenvalues, pairs.residuals, pairs.converged, seed, pairs.iterations, pairs.n_hvp, method, tol
+        dirs, pairs.eigenvalues, pairs.residuals, pairs.converged, seed, pairs.iterations, pairs.n_hvp, method, tol,
+        which,
     )
 
 
@@ -958,6 +971,8 @@ class Spectrum:
     eigenvalues: np.ndarray | None = None
     residuals: np.ndarray | None = None
     converged: np.ndarray | None = None
+    lambda_max: float | None = None
+    lambda_max_residual: float | None = None
     lambda_min: float | None = None
     lambda_min_residual: float | None = None
     trace: TraceEstimate | None = None
@@ -968,13 +983,6 @@ class Spectrum:
     seed: int = 0
     n_hvp: int = 0
     seconds: float = 0.0
-
-    @property
-    def lambda_max(self) -> float | None:
-        """The largest algebraic eigenvalue among those found."""
-        if self.eigenvalues is None or not np.isfinite(self.eigenvalues).any():
-            return None
-        return float(np.nanmax(self.eigenvalues))
 
     @property
     def ratio(self) -> float | None:
@@ -996,11 +1004,11 @@ def compute_spectrum(
     trace_probes: int = 30,
     density_probes: int = 4,
     density_steps: int = 30,
-    lambda_min: bool = True,
+    extremes: bool = True,
     weights: bool = True,
     batch_size: int = 8,
 ) -> Spectrum:
-    """Top-k eigenpairs (largest |lambda|), lambda_min, Hutchinson trace, SLQ density and weight spectra.
+    """Top-k eigenpairs (largest |lambda|), lambda_max/lambda_min, Hutchinson trace, SLQ density, weight spectra.
 
     Parts with a zero count (``trace_probes=0``, ``density_probes=0``, ``k=0``) or a false
     flag are skipped. Weight spectra cover the targeted matrices that are attention/MLP weights.
@@ -1011,9 +1019,11 @@ def compute_spectrum(
     if k:
         pairs = eigensolver(method, tol=tol, max_iter=max_iter, seed=seed).eigenpairs(op, k)
         spec.eigenvalues, spec.residuals, spec.converged = pairs.eigenvalues, pairs.residuals, pairs.converged
-    if lambda_min:
-        low = Lanczos(tol=tol, max_iter=max_iter, seed=seed, which="smallest").eigenpairs(op, 1)
-        spec.lambda_min, spec.lambda_min_residual = float(low.eigenvalues[0]), float(low.residuals[0])
+    if extremes:
+        for end in ("largest", "smallest"):
+            value, residual = _spectrum_end(op, spec, end, tol, max_iter, seed)
+            setattr(spec, "lambda_max" if end == "largest" else "lambda_min", value)
+            setattr(spec, "lambda_max_residual" if end == "largest" else "lambda_min_residual", residual)
     if trace_probes:
         spec.trace = HutchinsonTrace(trace_probes, seed).estimate(op)
     if density_probes:
@@ -1025,6 +1035,18 @@ def compute_spectrum(
     return spec
 
 
+def _spectrum_end(op, spec: Spectrum, end: str, tol: float, max_iter: int, seed: int) -> tuple[float, float]:
+    """lambda_max (``end="largest"``) or lambda_min: from the top-k by magnitude when it must be there."""
+    if spec.eigenvalues is not None:
+        vals = np.asarray(spec.eigenvalues)
+        side = vals > 0 if end == "largest" else vals < 0
+        if side.any():
+            i = np.flatnonzero(side)[np.argmax(vals[side]) if end == "largest" else np.argmin(vals[side])]
+            return float(vals[i]), float(spec.residuals[i])
+    pairs = Lanczos(tol=tol, max_iter=max_iter, seed=seed, which=end).eigenpairs(op, 1)
+    return float(pairs.eigenvalues[0]), float(pairs.residuals[0])
+
+
 def save_spectrum(path: str | Path, spectrum: Spectrum, provenance: dict | None = None) -> None:
     """Write a spectrum file (layout in the module docstring)."""
     s = spectrum
@@ -1033,9 +1055,10 @@ def save_spectrum(path: str | Path, spectrum: Spectrum, provenance: dict | None 
             f.create_dataset("eigenvalues", data=np.asarray(s.eigenvalues, dtype=np.float64))
             f.create_dataset("residuals", data=np.asarray(s.residuals, dtype=np.float64))
             f.create_dataset("converged", data=np.asarray(s.converged, dtype=bool))
-        if s.lambda_min is not None:
-            f.create_dataset("lambda_min", data=np.float64(s.lambda_min))
-            f.create_dataset("lambda_min_residual", data=np.float64(s.lambda_min_residual))
+        for end in ("lambda_max", "lambda_min"):
+            if getattr(s, end) is not None:
+                f.create_dataset(end, data=np.float64(getattr(s, end)))
+                f.create_dataset(f"{end}_residual", data=np.float64(getattr(s, f"{end}_residual")))
         if s.trace is not None:
             f.create_dataset("trace", data=np.float64(s.trace.trace))
             f.create_dataset("trace_se", data=np.float64(s.trace.se))
@@ -1080,8 +1103,10 @@ def load_spectrum(path: str | Path) -> tuple[Spectrum, dict]:
         s.seed, s.n_hvp, s.seconds = int(f.attrs["seed"]), int(f.attrs["n_hvp"]), float(f.attrs.get("seconds", 0.0))
         if "eigenvalues" in f:
             s.eigenvalues, s.residuals, s.converged = f["eigenvalues"][...], f["residuals"][...], f["converged"][...]
-        if "lambda_min" in f:
-            s.lambda_min, s.lambda_min_residual = float(f["lambda_min"][()]), float(f["lambda_min_residual"][()])
+        for end in ("lambda_max", "lambda_min"):
+            if end in f:
+                setattr(s, end, float(f[end][()]))
+                setattr(s, f"{end}_residual", float(f[f"{end}_residual"][()]))
         if "trace" in f:
             s.trace = TraceEstimate(float(f["trace"][()]), float(f["trace_se"][()]), f["trace_samples"][...])
         if "density" in f:
@@ -1097,7 +1122,7 @@ def load_spectrum(path: str | Path) -> tuple[Spectrum, dict]:
 
 
 def spectra_table(paths: list[str | Path], k: int | None = None):
-    """One row per spectrum file (target set): lambda_1..k, lambda_min, ratio, trace, trace_se, n_params.
+    """One row per spectrum file (target set): lambda_1..k, lambda_max, lambda_min, ratio, trace, se, n_params.
 
     ``k`` fixes the number of eigenvalue columns (default: the most any file holds;
     missing ones are NaN). Columns ``target`` (targets joined by ',') and ``path`` identify rows.
@@ -1114,6 +1139,7 @@ def spectra_table(paths: list[str | Path], k: int | None = None):
             has = s.eigenvalues is not None and i < len(s.eigenvalues)
             row[f"lambda_{i + 1}"] = float(s.eigenvalues[i]) if has else np.nan
         row["all_converged"] = bool(np.all(s.converged)) if s.converged is not None else None
+        row["lambda_max"] = s.lambda_max if s.lambda_max is not None else np.nan
         row["lambda_min"] = s.lambda_min if s.lambda_min is not None else np.nan
         row["lambda_ratio"] = s.ratio if s.ratio is not None else np.nan
         row["trace"] = s.trace.trace if s.trace else np.nan
