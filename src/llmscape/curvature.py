@@ -47,8 +47,8 @@ Convergence: an eigenpair (lambda, v) is converged when its residual
 with one explicit HVP per pair unless ``verify=False``) and a converged flag per pair;
 hitting the iteration cap is reported in the flags, never raised.
 
-Spectrum file layout (``save_spectrum``; plain h5py, every dataset optional except
-``n_params``-bearing attrs):
+Spectrum file layout (``save_spectrum``; plain h5py; each dataset is present only when
+that part was computed, the attributes always are):
 
     /eigenvalues            [k] float64   top-k Hessian eigenvalues (order per attr ``which``)
     /residuals              [k] float64   ||H v - lambda v|| per eigenpair
@@ -1011,7 +1011,9 @@ def compute_spectrum(
     """Top-k eigenpairs (largest |lambda|), lambda_max/lambda_min, Hutchinson trace, SLQ density, weight spectra.
 
     Parts with a zero count (``trace_probes=0``, ``density_probes=0``, ``k=0``) or a false
-    flag are skipped. Weight spectra cover the targeted matrices that are attention/MLP weights.
+    flag are skipped. Weight spectra cover the targeted matrices that are attention/MLP
+    weights; for every layer's, set ``spectrum.weight_singular_values = weight_spectra(model)``
+    before saving. Use a float32 (or float64) model: second derivatives in bf16 are noise.
     """
     t0 = time.perf_counter()
     op = HessianOperator(TargetLoss(model, data, targets, batch_size=batch_size))
