@@ -21,9 +21,10 @@ include: "workflow/rules/curvature.smk"
 include: "workflow/rules/paper.smk"
 
 
-# Light rules run on the submitting host, not as cluster jobs.
+# Light rules (tokenizing, merging, plotting, rendering) run on the submitting host, not as cluster jobs.
 localrules:
     all,
+    prepare_data,
     merge,
     plot_landscape,
     compare_study,

@@ -7,6 +7,10 @@ import torch
 
 from llmscape.data import tokenize
 
+# Tiny models: a second thread only adds synchronization (tests ran 7x slower with two on a busy
+# 2-core machine); subprocesses started by tests set their own.
+torch.set_num_threads(1)
+
 
 def make_tiny_llama(path, seed: int = 0, n_layers: int = 4, hidden: int = 32, vocab: int = 96):
     """A random Llama small enough for exact checks, saved with a working tokenizer."""
