@@ -337,7 +337,9 @@ class FastEngine:
         else:
             rows = self.max_k * n_pred
             per_col = rows * 4 * (4 + na) + hidden * self.elt * (1 + (na if self.head_dirs else 0))
-            self.head_chunk = int(max(256, min(vocab, 0.4 * avail // per_col)))
+            # 4096 columns at most: the chunk's logits then stay cache-warm between the matmul
+            # and the max/exp/sum passes (measured: 2048-4096 ~20% faster than 16k-49k on SmolLM2)
+            self.head_chunk = int(max(256, min(vocab, 4096, 0.4 * avail // per_col)))
         self.block_size = self.max_k
         self._k_limit = self.max_k
 
@@ -497,14 +499,15 @@ class FastEngine:
             if bias is not None:
                 logits += bias[v0:v1]
             logits = logits.float()
-            lses.append(torch.logsumexp(logits, dim=1))
-            mx, am = logits.max(dim=1)
-            maxes.append(mx)
-            argmaxes.append(am + v0)
             inside = (labels >= v0) & (labels < v1)
             if inside.any():
                 sel = inside.nonzero().squeeze(1)
                 target[sel] = logits[sel, labels[sel] - v0]
+            mx, am = logits.max(dim=1)
+            maxes.append(mx)
+            argmaxes.append(am + v0)
+            # log-sum-exp of the chunk in place (the logits are ours): max + log sum exp(l - max)
+            lses.append(mx + logits.sub_(mx.unsqueeze(1)).exp_().sum(dim=1).log())
         lse = torch.logsumexp(torch.stack(lses, dim=1), dim=1)
         best = torch.stack(maxes, dim=1).argmax(dim=1)  # first chunk holding the max
         pred = torch.stack(argmaxes, dim=1).gather(1, best.unsqueeze(1)).squeeze(1)
