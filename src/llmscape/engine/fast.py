@@ -348,26 +348,33 @@ class FastEngine:
     def _prepare_prefix(self) -> None:
         """Per sequence batch: ids, masks, label positions, hidden states entering the start layer."""
         ids_all, mask_all = self.data.input_ids, self.data.attention_mask
+        lengths = mask_all.sum(dim=1)
+        # Longest first, so each sequence batch holds similar lengths (less padding).
+        order = torch.argsort(lengths, descending=True, stable=True)
         self.batches = []
         for s0 in range(0, len(self.data), self.seq_batch):
-            ids = ids_all[s0 : s0 + self.seq_batch]
-            mask = mask_all[s0 : s0 + self.seq_batch]
-            width = int(mask.sum(dim=1).max())  # trim right padding common to the batch
-            ids, mask = ids[:, :width].to(self.device), mask[:, :width].to(self.device)
-            labels, lmask = shifted_targets(ids, mask)
+            seq_ids = order[s0 : s0 + self.seq_batch]
+            ids, mask = ids_all[seq_ids], mask_all[seq_ids]
+            width = int(lengths[seq_ids].max())  # trim the padding common to the batch
+            labels, lmask = shifted_targets(ids[:, :width], mask[:, :width])
+            # The model runs on positions 0..width-2 only: the last position predicts
+            # nothing and, causally, influences no earlier position.
+            t = width - 1
+            ids, mask = ids[:, :t].to(self.device), mask[:, :t].to(self.device)
+            labels, lmask = labels.to(self.device), lmask.to(self.device)
             flat = lmask.reshape(-1).nonzero().squeeze(1)
             b = ids.shape[0]
-            position_ids = torch.arange(width, device=self.device).unsqueeze(0)
+            position_ids = torch.arange(t, device=self.device).unsqueeze(0)
             batch = {
-                "s0": s0,
+                "seq_ids": seq_ids.to(self.device),  # rows of the eval set, in batch order
                 "ids": ids,
                 "mask": mask,
                 "b": b,
-                "t": width,
+                "t": t,
                 "position_ids": position_ids,
-                "pred_index": flat,  # into [B*(T-1)]
+                "pred_index": flat,  # into [B*T]
                 "pred_labels": labels.reshape(-1)[flat],
-                "pred_seq": flat // (width - 1),
+                "pred_seq": flat // t,
                 "masks": {},
             }
             h = self.weights.embed_ids(ids)
@@ -466,10 +473,10 @@ class FastEngine:
                 for batch in group:
                     h = self.model.model.norm(hidden.pop(id(batch)))
                     b, t = batch["b"], batch["t"]
-                    h = h[:, :-1].reshape(k, b * (t - 1), -1)[:, batch["pred_index"]]
+                    h = h.reshape(k, b * t, -1)[:, batch["pred_index"]]
                     rows.append(h.reshape(-1, h.shape[-1]))
                     labels.append(batch["pred_labels"].repeat(k))
-                    seq = batch["pred_seq"] + batch["s0"]
+                    seq = batch["seq_ids"][batch["pred_seq"]]
                     pts = torch.arange(k, device=self.device).repeat_interleave(len(seq))
                     owners.append(pts * n + seq.repeat(k))
                 nll_rows, ok_rows = self._head(torch.cat(rows), torch.cat(labels), torch.cat(owners) // n)
