@@ -15,10 +15,11 @@ jobs share this machine, so only a side-by-side ratio is meaningful.
 Printed per case: points/s of each engine, the ratio, the max abs difference of the
 loss grid, and the fraction of this machine's fp32 matmul peak (a 2048^3 matmul,
 measured in the same run) that the fast engine reaches, counting only the FLOPs the
-landscape needs: per point, the forward pass of the real (unpadded) tokens through
-the layers from the first perturbed one on, plus the head on the positions that
-predict a token. (FLOPs the engine spends on the perturbation terms x D^T are extra
-work, not counted as needed.)
+landscape needs: per point, the forward pass of the positions that predict a token
+(real, unpadded, not the last of their sequence) through the layers from the first
+perturbed one on (linear layers and causal attention), plus the head on them.
+(FLOPs the engine spends on the perturbation terms x D^T are extra work, not
+counted as needed.)
 """
 
 from __future__ import annotations
@@ -85,7 +86,9 @@ def linear_params(layer: torch.nn.Module) -> int:
 def needed_flops(model, data, start_layer: int) -> float:
     """FLOPs per grid point the landscape needs (see module docstring)."""
     cfg = model.config
-    lengths = data.attention_mask.sum(dim=1).tolist()
+    # positions that predict a token (the last real token of a sequence predicts nothing
+    # and, causally, influences nothing the loss sees)
+    lengths = [n - 1 for n in data.attention_mask.sum(dim=1).tolist()]
     tokens = sum(lengths)
     n_pred = int(shifted_targets(data.input_ids, data.attention_mask)[1].sum())
     hd = cfg.hidden_size // cfg.num_attention_heads
