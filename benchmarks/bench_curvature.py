@@ -13,7 +13,7 @@ data: the 3 default prompts. Prints
    each spends until its own stopping rule (residual <= 1e-3 |lambda|) fires; and
    whether the two agree.
 
-The prepared model is read from results/models/smollm2-135m when it exists, else
+The prepared model is read from results/smollm2-135m/model when it exists, else
 converted once into a temporary directory.
 """
 
@@ -21,46 +21,16 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
+from _common import smollm2_dir  # benchmarks/ is on sys.path when run as a script
 
 from llmscape import curvature as C
 from llmscape.data import DEFAULT_PROMPTS, tokenize
 from llmscape.loss import shifted_targets
-from llmscape.models import load_prepared, prepare_model
-
-CACHE = Path("results/models/smollm2-135m")
-
-
-def model_dir() -> Path:
-    if (CACHE / "config.json").exists():
-        return CACHE
-    out = Path(tempfile.gettempdir()) / "llmscape-bench-smollm2-135m"
-    if not (out / "config.json").exists():
-        t0 = time.perf_counter()
-        try:
-            prepare_model("embedded:smollm2-135m-instruct", out)
-        except ValueError as exc:  # transformers refuses to save a model loaded from GGUF
-            print(f"prepare_model failed ({exc}); converting via a fresh model instead")
-            convert_gguf_copy(out)
-        print(f"prepared the embedded model in {time.perf_counter() - t0:.1f}s -> {out}")
-    return out
-
-
-def convert_gguf_copy(out: Path) -> None:
-    from transformers import AutoModelForCausalLM
-
-    from llmscape.models import _from_pretrained, resolve_source
-
-    model, tokenizer = _from_pretrained(resolve_source("embedded:smollm2-135m-instruct"), torch.float32, False)
-    fresh = AutoModelForCausalLM.from_config(model.config)
-    fresh.load_state_dict(model.state_dict())
-    fresh.save_pretrained(out)
-    tokenizer.save_pretrained(out)
+from llmscape.models import load_prepared
 
 
 def median_time(fn, reps: int) -> float:
@@ -102,7 +72,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    path = model_dir()
+    path = smollm2_dir()
     model, tokenizer = load_prepared(path)
     data = tokenize(DEFAULT_PROMPTS, tokenizer)
     layer = model.config.num_hidden_layers // 2 if args.layer is None else args.layer

@@ -25,47 +25,21 @@ counted as needed.)
 from __future__ import annotations
 
 import argparse
-import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
+from _common import smollm2_dir  # benchmarks/ is on sys.path when run as a script
 
 from llmscape.data import DEFAULT_PROMPTS, tokenize
 from llmscape.directions import random_directions
 from llmscape.engine.fast import FastEngine
 from llmscape.engine.reference import ReferenceEngine
 from llmscape.loss import metrics, shifted_targets
-from llmscape.models import load_prepared, prepare_model, tensor_shapes
+from llmscape.models import load_prepared, tensor_shapes
 from llmscape.targets import select
 
-CACHE = Path("results/models/smollm2-135m")
-FALLBACK = Path(tempfile.gettempdir()) / "llmscape-bench" / "smollm2-135m"
 TARGETS = {"a": 10.0, "b": 2.5, "c": 2.0}
-
-
-def model_dir() -> Path:
-    for d in (CACHE, FALLBACK):
-        if (d / "config.json").exists() and any(d.glob("*.safetensors")):
-            return d
-    FALLBACK.mkdir(parents=True, exist_ok=True)
-    print(f"preparing embedded:smollm2-135m-instruct into {FALLBACK} (once)", flush=True)
-    try:
-        prepare_model("embedded:smollm2-135m-instruct", FALLBACK)
-    except ValueError as exc:
-        # transformers refuses save_pretrained on a model it loaded from GGUF ("quantized
-        # with gguf"); the weights are plain dequantized tensors, so drop the marker.
-        print(f"prepare_model failed ({exc}); saving the dequantized weights directly", flush=True)
-        from llmscape.models import _from_pretrained, dtype_of, resolve_source
-
-        model, tok = _from_pretrained(resolve_source("embedded:smollm2-135m-instruct"), dtype_of("float32"), False)
-        model.hf_quantizer = None
-        if hasattr(model.config, "quantization_config"):
-            del model.config.quantization_config
-        model.save_pretrained(FALLBACK, safe_serialization=True)
-        tok.save_pretrained(FALLBACK)
-    return FALLBACK
 
 
 def matmul_peak(n: int = 2048, reps: int = 5) -> float:
@@ -132,7 +106,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
-    mdir = model_dir()
+    mdir = smollm2_dir()
     model, tokenizer = load_prepared(mdir)
     data = tokenize(DEFAULT_PROMPTS, tokenizer)
     n_layers = model.config.num_hidden_layers

@@ -1,6 +1,11 @@
 # Paths and config lookups shared by the rules. Everything a model produces lives
 # under results/<model name>/, so several model configs can share one results/.
-from llmscape.study import LandscapeSpec, curvature_config, curvature_studies, landscape_config
+from llmscape.study import (
+    LandscapeSpec,
+    curvature_config,
+    curvature_studies,
+    landscape_config,
+)
 
 R = f"{config['results']}/{config['model']['name']}"
 MODEL_DIR = f"{R}/model"
@@ -33,10 +38,7 @@ def shards_of(wc):
 
 
 def study_landscapes(wc):
-    return [
-        LANDSCAPE.format(**vars(s))
-        for s in landscapes(config, wc.study)
-    ]
+    return [LANDSCAPE.format(**vars(s)) for s in landscapes(config, wc.study)]
 
 
 def all_outputs():
@@ -48,12 +50,20 @@ def all_outputs():
     per_study = [
         f"{R}/{kind}/{study}/{name}"
         for study in config["studies"]
-        for kind, name in [("figures", "compare.png"), ("figures", "compare.pdf"), ("tables", "summary.csv")]
+        for kind, name in [
+            ("figures", "compare.png"),
+            ("figures", "compare.pdf"),
+            ("tables", "summary.csv"),
+        ]
     ]
     curvature = [
         f"{R}/{kind}/{study}/{name}"
         for study in curvature_studies(config)
-        for kind, name in [("figures", "curvature.png"), ("figures", "curvature.pdf"), ("tables", "curvature.csv")]
+        for kind, name in [
+            ("figures", "curvature.png"),
+            ("figures", "curvature.pdf"),
+            ("tables", "curvature.csv"),
+        ]
     ]
     weights = [f"{R}/figures/weight_spectra.png", f"{R}/tables/weight_spectra.csv"]
     return per_landscape + per_study + curvature + weights + ["paper/build/index.html"]

@@ -6,32 +6,42 @@ rule spectrum:
         f"{R}/spectra/{{study}}/{{layer}}.h5",
     log:
         f"{R}/logs/spectra/{{study}}/{{layer}}.log",
-    params:
-        spec=lambda wc: curvature_config(config, wc.study, wc.layer),
+    conda:
+        ENV
     threads: config["engine"]["threads"]
     resources:
         **HEAVY,
-    conda:
-        ENV
+    params:
+        spec=lambda wc: curvature_config(config, wc.study, wc.layer),
     script:
         "../scripts/spectrum.py"
 
 
 rule curvature_summary:
     input:
-        lambda wc: expand(f"{R}/spectra/{wc.study}/{{layer}}.h5", layer=config["studies"][wc.study]["layers"]),
+        lambda wc: expand(
+            f"{R}/spectra/{wc.study}/{{layer}}.h5",
+            layer=config["studies"][wc.study]["layers"],
+        ),
     output:
-        png=report(f"{R}/figures/{{study}}/curvature.png", caption="../report/curvature.rst",
-                   category="Curvature"),
+        png=report(
+            f"{R}/figures/{{study}}/curvature.png",
+            caption="../report/curvature.rst",
+            category="Curvature",
+        ),
         pdf=f"{R}/figures/{{study}}/curvature.pdf",
-        csv=report(f"{R}/tables/{{study}}/curvature.csv", caption="../report/curvature.rst", category="Tables"),
+        csv=report(
+            f"{R}/tables/{{study}}/curvature.csv",
+            caption="../report/curvature.rst",
+            category="Tables",
+        ),
     log:
         f"{R}/logs/figures/{{study}}/curvature.log",
+    conda:
+        ENV
     threads: 1
     resources:
         **LIGHT,
-    conda:
-        ENV
     script:
         "../scripts/curvature_summary.py"
 
@@ -40,16 +50,23 @@ rule weight_spectra:
     input:
         MODEL_DIR,
     output:
-        png=report(f"{R}/figures/weight_spectra.png", caption="../report/weight_spectra.rst",
-                   category="Curvature"),
+        png=report(
+            f"{R}/figures/weight_spectra.png",
+            caption="../report/weight_spectra.rst",
+            category="Curvature",
+        ),
         pdf=f"{R}/figures/weight_spectra.pdf",
-        csv=report(f"{R}/tables/weight_spectra.csv", caption="../report/weight_spectra.rst", category="Tables"),
+        csv=report(
+            f"{R}/tables/weight_spectra.csv",
+            caption="../report/weight_spectra.rst",
+            category="Tables",
+        ),
     log:
         f"{R}/logs/weight_spectra.log",
+    conda:
+        ENV
     threads: 1
     resources:
         **HEAVY,
-    conda:
-        ENV
     script:
         "../scripts/weight_spectra.py"

@@ -2,19 +2,23 @@ rule plot_landscape:
     input:
         LANDSCAPE,
     output:
-        png=report(f"{FIGURE}.png", caption="../report/landscape.rst", category="Landscapes",
-                   subcategory="{study}"),
+        png=report(
+            f"{FIGURE}.png",
+            caption="../report/landscape.rst",
+            category="Landscapes",
+            subcategory="{study}",
+        ),
         pdf=f"{FIGURE}.pdf",
         html=f"{FIGURE}.html",
     log:
         f"{R}/logs/figures/{{study}}/{{layer}}-{{direction}}.log",
-    params:
-        clip=config["figures"]["clip"],
+    conda:
+        ENV
     threads: 1
     resources:
         **LIGHT,
-    conda:
-        ENV
+    params:
+        clip=config["figures"]["clip"],
     script:
         "../scripts/plot_landscape.py"
 
@@ -23,19 +27,26 @@ rule compare_study:
     input:
         study_landscapes,
     output:
-        png=report(f"{R}/figures/{{study}}/compare.png", caption="../report/compare.rst",
-                   category="Comparisons"),
+        png=report(
+            f"{R}/figures/{{study}}/compare.png",
+            caption="../report/compare.rst",
+            category="Comparisons",
+        ),
         pdf=f"{R}/figures/{{study}}/compare.pdf",
-        csv=report(f"{R}/tables/{{study}}/summary.csv", caption="../report/summary.rst", category="Tables"),
+        csv=report(
+            f"{R}/tables/{{study}}/summary.csv",
+            caption="../report/summary.rst",
+            category="Tables",
+        ),
     log:
         f"{R}/logs/figures/{{study}}/compare.log",
-    params:
-        clip=config["figures"]["clip"],
-        radii=config["figures"]["radii"],
+    conda:
+        ENV
     threads: 1
     resources:
         **LIGHT,
-    conda:
-        ENV
+    params:
+        clip=config["figures"]["clip"],
+        radii=config["figures"]["radii"],
     script:
         "../scripts/compare_study.py"

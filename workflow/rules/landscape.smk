@@ -6,13 +6,13 @@ rule directions:
         f"{R}/directions/{{study}}/{{layer}}-{{direction}}.h5",
     log:
         f"{R}/logs/directions/{{study}}/{{layer}}-{{direction}}.log",
-    params:
-        spec=spec_of,
+    conda:
+        ENV
     threads: 1
     resources:
         **HEAVY,
-    conda:
-        ENV
+    params:
+        spec=spec_of,
     script:
         "../scripts/directions.py"
 
@@ -26,14 +26,14 @@ rule surface:
         f"{R}/landscapes/{{study}}/{{layer}}-{{direction}}/shard-{{k}}-of-{{n}}.h5",
     log:
         f"{R}/logs/surface/{{study}}/{{layer}}-{{direction}}/shard-{{k}}-of-{{n}}.log",
-    params:
-        spec=spec_of,
-        engine=config["engine"],
+    conda:
+        ENV
     threads: config["engine"]["threads"]
     resources:
         **HEAVY,
-    conda:
-        ENV
+    params:
+        spec=spec_of,
+        engine=config["engine"],
     script:
         "../scripts/surface.py"
 
@@ -45,10 +45,10 @@ rule merge:
         LANDSCAPE,
     log:
         f"{R}/logs/merge/{{study}}/{{layer}}-{{direction}}.log",
+    conda:
+        ENV
     threads: 1
     resources:
         **LIGHT,
-    conda:
-        ENV
     script:
         "../scripts/merge.py"

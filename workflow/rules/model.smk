@@ -3,13 +3,13 @@ rule prepare_model:
         directory(MODEL_DIR),
     log:
         f"{R}/logs/prepare_model.log",
-    params:
-        model=config["model"],
+    conda:
+        ENV
     threads: 2
     resources:
         **HEAVY,
-    conda:
-        ENV
+    params:
+        model=config["model"],
     script:
         "../scripts/prepare_model.py"
 
@@ -21,12 +21,12 @@ rule prepare_data:
         DATA,
     log:
         f"{R}/logs/prepare_data.log",
-    params:
-        data=config["data"],
+    conda:
+        ENV
     threads: 1
     resources:
         **LIGHT,
-    conda:
-        ENV
+    params:
+        data=config["data"],
     script:
         "../scripts/prepare_data.py"
