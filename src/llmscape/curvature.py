@@ -208,7 +208,7 @@ def chunked_token_nll(
     """NLL of ``labels`` under logits ``hidden @ weight.T`` ([M, H] x [V, H] -> [M]).
 
     Never materializes the [M, V] logits, in the forward, backward or double backward.
-    Computed in float32 at least (float64 stays float64), like ``loss.token_nll_and_correct``.
+    Computed in float32 at least (float64 stays float64).
     """
     dtype = torch.promote_types(hidden.dtype, torch.float32)
     h, w = hidden.to(dtype), weight.to(dtype)

@@ -102,6 +102,7 @@ def compute_surface(
     evalset = datamod.load_eval_set(data_path)
     directions, dattrs = load_directions(directions_path)
     manifest = read_manifest(model_dir)
+    engine = build_engine(engine_spec, model_dir, evalset, directions)
     provenance = {
         "config": spec,
         "model": manifest,
@@ -109,10 +110,9 @@ def compute_surface(
         "directions_sha256": directions_sha256(directions),
         "directions_recipe": dattrs["recipe"],
         "data_tokens_sha256": _evalset_hash(evalset),
-        "engine": {k: v for k, v in engine_spec.items() if k not in ("threads", "checkpoint_s")},
+        "engine": engine.describe(),  # what the engine runs with, defaults resolved
         "versions": versions(),
     }
-    engine = build_engine(engine_spec, model_dir, evalset, directions)
     return compute_shard(
         engine,
         grid.axes(spec["grid"]),

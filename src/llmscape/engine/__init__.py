@@ -24,7 +24,7 @@ from llmscape.errors import LlmscapeError
 
 ENGINES = ("reference", "fast")
 # Keys of the engine section that are for the workflow or the other engine, not options.
-WORKFLOW_KEYS = {"batch_size", "checkpoint_s"}
+WORKFLOW_KEYS = {"batch_size", "checkpoint_s", "threads"}
 
 
 def build_engine(spec: dict, model_dir: str | Path, data: EvalSet, directions: list[Direction]):
@@ -36,7 +36,7 @@ def build_engine(spec: dict, model_dir: str | Path, data: EvalSet, directions: l
     if kind == "fast":
         from llmscape.engine.fast import DEFAULTS, FastEngine
 
-        options = {k: v for k, v in spec.items() if k in DEFAULTS}
+        options = {k: v for k, v in spec.items() if k in DEFAULTS and k not in WORKFLOW_KEYS}
         unknown = sorted(set(spec) - set(DEFAULTS) - WORKFLOW_KEYS)
         if unknown:
             raise LlmscapeError(f"unknown engine option(s) for kind fast: {unknown}; known: {sorted(DEFAULTS)}")
@@ -48,9 +48,3 @@ def build_engine(spec: dict, model_dir: str | Path, data: EvalSet, directions: l
     model, _ = load_prepared(model_dir, spec.get("dtype", "float32"), spec.get("device", "cpu"))
     return ReferenceEngine(model, data, directions, batch_size=spec.get("batch_size", 8))
 
-
-def describe(engine) -> dict:
-    """An engine's options for provenance (engines without ``describe`` give their name)."""
-    if hasattr(engine, "describe"):
-        return engine.describe()
-    return {"name": getattr(engine, "name", type(engine).__name__)}

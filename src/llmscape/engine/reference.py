@@ -65,6 +65,14 @@ class ReferenceEngine:
             correct.append(c)
         return torch.cat(nll).double().cpu().numpy(), torch.cat(correct).double().cpu().numpy()
 
+    def describe(self) -> dict:
+        return {
+            "name": self.name,
+            "batch_size": self.batch_size,
+            "device": str(self.device),
+            "dtype": str(next(self.model.parameters()).dtype).removeprefix("torch."),
+        }
+
     def evaluate(self, coeffs: np.ndarray) -> SequenceStats:
         """Statistics at each point of ``coeffs`` [P, n_axes]; weights restored afterwards."""
         nll, correct = [], []
