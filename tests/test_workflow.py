@@ -94,3 +94,8 @@ def test_tiny_end_to_end(tmp_path, tiny_dir):
 
     again = run_snakemake(tmp_path, "-n")
     assert "Nothing to be done" in again.stdout + again.stderr
+
+    run_snakemake(tmp_path, "--report", "report.html")
+    report = (tmp_path / "report.html").read_text()
+    for shown in ("compare.png", "curvature.png", "weight_spectra.png", "summary.csv", "Loss landscape of study"):
+        assert shown in report, shown
