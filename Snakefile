@@ -28,7 +28,8 @@ localrules:
     merge,
     plot_landscape,
     compare_study,
-    curvature_summary,
+    curvature_figure,
+    curvature_table,
     paper,
 
 

@@ -80,7 +80,7 @@ def test_tiny_end_to_end(tmp_path, tiny_dir):
 
     with h5py.File(r / "directions/whole/all-hessian.h5") as f:
         assert f["eigenvalues"].shape == (1,) and "hessian" in f.attrs["recipe"]
-    curvature = pd.read_csv(r / "tables/layers/curvature.csv")
+    curvature = pd.read_csv(r / "tables/curvature.csv")
     assert curvature["layer_index"].tolist() == [0, 3] and curvature["lambda_2"].notna().all()
     weights = pd.read_csv(r / "tables/weight_spectra.csv")
     assert len(weights) == 4 * 7 and (weights["condition_number"] >= 1).all()

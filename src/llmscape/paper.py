@@ -44,15 +44,20 @@ def study_context(
     compare_png: str | Path,
     figures: list[tuple[str, str | Path, str | Path]],
     out_dir: Path,
-    curvature: tuple[str | Path, str | Path] | None = None,
+    curvature_csv: str | Path | None = None,
+    curvature_png: str | Path | None = None,
 ) -> dict:
     """Template variables of one study; ``figures`` holds (title, png, html) per landscape,
-    ``curvature`` the study's curvature (csv, png) when it has one."""
+    ``curvature_csv`` the model's curvature table and ``curvature_png`` the study's figure
+    when the study has curvature."""
     table = pd.read_csv(csv)
     return {
         "curvature": None
-        if curvature is None
-        else {"rows": pd.read_csv(curvature[0]).to_dict("records"), "figure": data_uri(curvature[1])},
+        if curvature_png is None
+        else {
+            "rows": pd.read_csv(curvature_csv).query("study == @name").to_dict("records"),
+            "figure": data_uri(curvature_png),
+        },
         "name": name,
         "config": study_config,
         "rows": table.to_dict("records"),

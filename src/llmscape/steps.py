@@ -237,16 +237,22 @@ def compute_curvature(model_dir: str | Path, data_path: str | Path, spec: dict, 
     )
 
 
-def summarize_curvature(spectra: list[str | Path], png: str | Path, pdf: str | Path, csv: str | Path) -> None:
-    """Per-layer curvature of a study: the table and a four-panel figure."""
-    from llmscape.curvature import load_spectrum, spectra_table
+def plot_curvature(spectra: list[str | Path], png: str | Path, pdf: str | Path) -> None:
+    """A study's per-layer curvature in one four-panel figure."""
+    from llmscape.curvature import load_spectrum
     from llmscape.plots import plot_spectra
 
     loaded = [load_spectrum(p) for p in spectra]
-    table = spectra_table(spectra)
-    table.insert(0, "layer_index", [prov["layer_index"] for _, prov in loaded])
-    table.to_csv(csv, index=False, float_format="%.6g")
     plot_spectra([(f"{prov['layer']} (L{prov['layer_index']})", s) for s, prov in loaded], png, pdf)
+
+
+def curvature_table(spectra: list[str | Path], csv: str | Path) -> None:
+    """One row per spectrum file of the model (all studies), with the resolved layer index."""
+    from llmscape.curvature import load_spectrum, spectra_table
+
+    table = spectra_table(spectra)
+    table.insert(0, "layer_index", [load_spectrum(p)[1]["layer_index"] for p in spectra])
+    table.to_csv(csv, index=False, float_format="%.6g")
 
 
 def weight_spectra(model_dir: str | Path, png: str | Path, pdf: str | Path, csv: str | Path) -> None:

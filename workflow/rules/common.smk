@@ -41,6 +41,13 @@ def study_landscapes(wc):
     return [LANDSCAPE.format(**vars(s)) for s in landscapes(config, wc.study)]
 
 
+def curvature_outputs():
+    """The model's curvature table and each curvature study's figure (none without curvature)."""
+    studies = curvature_studies(config)
+    table = [f"{R}/tables/curvature.csv"] if studies else []
+    return table + [f"{R}/figures/{study}/curvature.png" for study in studies]
+
+
 def all_outputs():
     per_landscape = [
         f"{FIGURE.format(**vars(s))}.{ext}"
@@ -56,14 +63,8 @@ def all_outputs():
             ("tables", "summary.csv"),
         ]
     ]
-    curvature = [
-        f"{R}/{kind}/{study}/{name}"
-        for study in curvature_studies(config)
-        for kind, name in [
-            ("figures", "curvature.png"),
-            ("figures", "curvature.pdf"),
-            ("tables", "curvature.csv"),
-        ]
+    curvature = curvature_outputs() + [
+        f"{R}/figures/{study}/curvature.pdf" for study in curvature_studies(config)
     ]
     weights = [f"{R}/figures/weight_spectra.png", f"{R}/tables/weight_spectra.csv"]
     return per_landscape + per_study + curvature + weights + ["paper/build/index.html"]

@@ -17,7 +17,7 @@ rule spectrum:
         "../scripts/spectrum.py"
 
 
-rule curvature_summary:
+rule curvature_figure:
     input:
         lambda wc: expand(
             f"{R}/spectra/{wc.study}/{{layer}}.h5",
@@ -30,11 +30,6 @@ rule curvature_summary:
             category="Curvature",
         ),
         pdf=f"{R}/figures/{{study}}/curvature.pdf",
-        csv=report(
-            f"{R}/tables/{{study}}/curvature.csv",
-            caption="../report/curvature.rst",
-            category="Tables",
-        ),
     log:
         f"{R}/logs/figures/{{study}}/curvature.log",
     conda:
@@ -43,7 +38,31 @@ rule curvature_summary:
     resources:
         **LIGHT,
     script:
-        "../scripts/curvature_summary.py"
+        "../scripts/curvature_figure.py"
+
+
+rule curvature_table:
+    input:
+        [
+            f"{R}/spectra/{study}/{layer}.h5"
+            for study in curvature_studies(config)
+            for layer in config["studies"][study]["layers"]
+        ],
+    output:
+        report(
+            f"{R}/tables/curvature.csv",
+            caption="../report/curvature_table.rst",
+            category="Tables",
+        ),
+    log:
+        f"{R}/logs/curvature_table.log",
+    conda:
+        ENV
+    threads: 1
+    resources:
+        **LIGHT,
+    script:
+        "../scripts/curvature_table.py"
 
 
 rule weight_spectra:

@@ -8,12 +8,7 @@ rule paper:
         landscapes=[LANDSCAPE.format(**vars(s)) for s in landscapes(config)],
         pngs=[f"{FIGURE.format(**vars(s))}.png" for s in landscapes(config)],
         htmls=[f"{FIGURE.format(**vars(s))}.html" for s in landscapes(config)],
-        curvature_csv=expand(
-            f"{R}/tables/{{study}}/curvature.csv", study=curvature_studies(config)
-        ),
-        curvature_png=expand(
-            f"{R}/figures/{{study}}/curvature.png", study=curvature_studies(config)
-        ),
+        curvature=curvature_outputs(),
         weights_csv=f"{R}/tables/weight_spectra.csv",
         weights_png=f"{R}/figures/weight_spectra.png",
     output:

@@ -18,10 +18,12 @@ def main():
     figures = {name: [] for name in config["studies"]}
     for study, h5, png, html in zip(snakemake.params.studies, inp.landscapes, inp.pngs, inp.htmls, strict=True):
         figures[study].append((landscape_title(Landscape.load(h5)), png, html))
-    curvature_files = zip(inp.curvature_csv, inp.curvature_png, strict=True)
-    curvature = dict(zip(snakemake.params.curvature_studies, curvature_files, strict=True))
+    curvature_study = snakemake.params.curvature_studies
+    # curvature_outputs(): the model's table, then one figure per curvature study
+    table, pngs = (inp.curvature[0], inp.curvature[1:]) if curvature_study else (None, [])
+    curvature = dict(zip(curvature_study, pngs, strict=True))
     studies = [
-        study_context(name, config["studies"][name], csv, png, figures[name], out_dir, curvature.get(name))
+        study_context(name, config["studies"][name], csv, png, figures[name], out_dir, table, curvature.get(name))
         for name, csv, png in zip(config["studies"], inp.tables, inp.compare, strict=True)
     ]
     render(inp.template, snakemake.output[0], config, inp.model, inp.data, studies, (inp.weights_csv, inp.weights_png))
