@@ -1127,7 +1127,9 @@ def spectra_table(paths: list[str | Path], k: int | None = None):
     """One row per spectrum file (target set): lambda_1..k, lambda_max, lambda_min, ratio, trace, se, n_params.
 
     ``k`` fixes the number of eigenvalue columns (default: the most any file holds;
-    missing ones are NaN). Columns ``target`` (targets joined by ',') and ``path`` identify rows.
+    missing ones are NaN). Columns ``target`` (targets joined by ',') and ``path`` identify rows,
+    with ``study``, ``model``, ``landscape``, ``layer`` and ``layer_index`` copied from each
+    file's provenance where present.
     """
     import pandas as pd
 
@@ -1146,7 +1148,7 @@ def spectra_table(paths: list[str | Path], k: int | None = None):
         row["lambda_ratio"] = s.ratio if s.ratio is not None else np.nan
         row["trace"] = s.trace.trace if s.trace else np.nan
         row["trace_se"] = s.trace.se if s.trace else np.nan
-        for key in ("study", "model", "landscape", "layer"):
+        for key in ("study", "model", "landscape", "layer", "layer_index"):
             if key in prov:
                 row[key] = prov[key]
         rows.append(row)

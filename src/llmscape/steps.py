@@ -248,11 +248,9 @@ def plot_curvature(spectra: list[str | Path], png: str | Path, pdf: str | Path) 
 
 def curvature_table(spectra: list[str | Path], csv: str | Path) -> None:
     """One row per spectrum file of the model (all studies), with the resolved layer index."""
-    from llmscape.curvature import load_spectrum, spectra_table
+    from llmscape.curvature import spectra_table
 
-    table = spectra_table(spectra)
-    table.insert(0, "layer_index", [load_spectrum(p)[1]["layer_index"] for p in spectra])
-    table.to_csv(csv, index=False, float_format="%.6g")
+    spectra_table(spectra).to_csv(csv, index=False, float_format="%.6g")
 
 
 def weight_spectra(model_dir: str | Path, png: str | Path, pdf: str | Path, csv: str | Path) -> None:
