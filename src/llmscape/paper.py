@@ -24,7 +24,8 @@ PAGE = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>
 <style>
 body {{ max-width: 60rem; margin: 2rem auto; padding: 0 1rem; font-family: Georgia, serif; line-height: 1.5; }}
-img {{ max-width: 100%; }} table {{ border-collapse: collapse; font-size: 0.85em; }}
+img {{ max-width: 100%; }}
+table {{ border-collapse: collapse; font-size: 0.85em; display: block; overflow-x: auto; }}
 th, td {{ border: 1px solid #bbb; padding: 0.2em 0.5em; text-align: right; }}
 code {{ font-size: 0.9em; }}
 </style></head><body>
