@@ -25,7 +25,7 @@ from workflow_helpers import ROOT, run_snakemake, tiny_config, write_config
 from llmscape.store import METRICS, Landscape
 
 N_SHARDS = 3
-POINTS = 31  # 961 points, 321 in shard 0: long enough to cancel it part-way
+POINTS = 41  # 1681 points, 561 in shard 0 at one point per block: long enough to cancel it part-way
 TARGET = "results/tiny/landscapes/layers/last-random.h5"  # relative to each run's directory
 SHARD0 = "results/tiny/landscapes/layers/last-random/shard-0-of-3.h5"
 
@@ -36,6 +36,9 @@ def sharded_config(model_dir) -> dict:
     """The shared tiny config cut to one landscape (last layer) in 3 shards; checkpoints after every point."""
     config = tiny_config(model_dir, shards=N_SHARDS, points=POINTS)
     config["studies"] = {"layers": {**config["studies"]["layers"], "layers": ["last"]}}
+    # The reference engine evaluates (and checkpoints) one point at a time; the fast engine
+    # finishes a tiny shard in one block, before the test can cancel it part-way.
+    config["engine"]["kind"] = "reference"
     return config
 
 
