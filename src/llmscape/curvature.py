@@ -435,13 +435,16 @@ class HessianOperator:
     """The Hessian of a ``TargetLoss`` as a symmetric operator on flat float64 vectors.
 
     A flat vector concatenates the targets, each flattened, in ``loss.targets`` order.
-    ``n_hvp`` counts products.
+    ``n_hvp`` counts products; progress is logged at most every ``log_every_s`` seconds,
+    since a spectrum of a large target takes hundreds of products.
     """
 
-    def __init__(self, loss: TargetLoss):
+    def __init__(self, loss: TargetLoss, log_every_s: float = 10.0):
         self.loss = loss
         self.n = loss.n_params
         self.n_hvp = 0
+        self.log_every_s = log_every_s
+        self._start = self._last_log = time.monotonic()
 
     def to_dict(self, x: torch.Tensor, dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
         out, offset = {}, 0
@@ -456,7 +459,12 @@ class HessianOperator:
 
     def matvec(self, x: torch.Tensor) -> torch.Tensor:
         self.n_hvp += 1
-        return self.to_flat(self.loss.hvp(self.to_dict(x, torch.float64)))
+        out = self.to_flat(self.loss.hvp(self.to_dict(x, torch.float64)))
+        now = time.monotonic()
+        if now - self._last_log >= self.log_every_s:
+            self._last_log = now
+            log.info("%d Hessian-vector products, %.2f s each", self.n_hvp, (now - self._start) / self.n_hvp)
+        return out
 
 
 class MatrixOperator:
@@ -1019,6 +1027,7 @@ def compute_spectrum(
     op = HessianOperator(TargetLoss(model, data, targets, batch_size=batch_size))
     spec = Spectrum(list(targets), op.n, method=method, seed=seed)
     if k:
+        log.info("spectrum of %d parameters: top-%d eigenpairs by %s", op.n, k, method)
         pairs = eigensolver(method, tol=tol, max_iter=max_iter, seed=seed).eigenpairs(op, k)
         spec.eigenvalues, spec.residuals, spec.converged = pairs.eigenvalues, pairs.residuals, pairs.converged
     if extremes:
@@ -1027,8 +1036,10 @@ def compute_spectrum(
             setattr(spec, "lambda_max" if end == "largest" else "lambda_min", value)
             setattr(spec, "lambda_max_residual" if end == "largest" else "lambda_min_residual", residual)
     if trace_probes:
+        log.info("Hutchinson trace: %d probes (after %d products)", trace_probes, op.n_hvp)
         spec.trace = HutchinsonTrace(trace_probes, seed).estimate(op)
     if density_probes:
+        log.info("spectral density: %d probes x %d Lanczos steps", density_probes, density_steps)
         spec.density = SpectralDensity(density_probes, density_steps, seed).estimate(op)
     if weights:
         tensors = {t: op.loss.params[t] for t in targets if _WEIGHT_NAME.search(t)}
