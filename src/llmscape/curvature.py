@@ -88,6 +88,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from llmscape import llama
 from llmscape.data import EvalSet
 from llmscape.errors import LlmscapeError
 from llmscape.loss import shifted_targets
@@ -233,9 +234,10 @@ class _Batch:
 class PrefixCache:
     """Hidden states entering decoder layer ``start`` for each batch, computed once without grad.
 
-    Mirrors ``LlamaModel.forward`` (embeddings, position ids 0..T-1 shared by the
-    right-padded rows, ``create_causal_mask``, rotary embeddings) and stores, per
-    batch, what layers ``start..`` need. Stale if weights below ``start`` change.
+    Mirrors ``LlamaModel.forward`` (embeddings, then llmscape/llama.py: position ids
+    0..T-1 shared by the right-padded rows, ``create_causal_mask``, rotary embeddings,
+    layer calls) and stores, per batch, what layers ``start..`` need. Stale if weights
+    below ``start`` change.
     """
 
     def __init__(self, base: torch.nn.Module, start: int):
@@ -244,18 +246,14 @@ class PrefixCache:
 
     @torch.no_grad()
     def _prefix(self, ids: torch.Tensor, mask: torch.Tensor) -> tuple:
-        from transformers.masking_utils import create_causal_mask
-
         base = self.base
         emb = base.embed_tokens(ids)
-        position_ids = torch.arange(ids.shape[1], device=ids.device).unsqueeze(0)
-        causal = create_causal_mask(
-            config=base.config, inputs_embeds=emb, attention_mask=mask, past_key_values=None, position_ids=position_ids
-        )
+        position_ids = llama.position_ids(ids.shape[1], ids.device)
+        causal = llama.causal_mask(base.config, emb, mask, position_ids)
         pos_emb = base.rotary_emb(emb, position_ids=position_ids)
         h = emb
         for layer in base.layers[: self.start]:
-            h = _layer_output(layer(h, attention_mask=causal, position_embeddings=pos_emb, position_ids=position_ids))
+            h = llama.run_layer(layer, h, causal, pos_emb, position_ids)
         return h, causal, pos_emb, position_ids
 
     def hidden_states(self, key: int, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -264,15 +262,11 @@ class PrefixCache:
             self._cache[key] = self._prefix(ids, mask)
         h, causal, pos_emb, position_ids = self._cache[key]
         for layer in self.base.layers[self.start :]:
-            h = _layer_output(layer(h, attention_mask=causal, position_embeddings=pos_emb, position_ids=position_ids))
+            h = llama.run_layer(layer, h, causal, pos_emb, position_ids)
         return self.base.norm(h)
 
     def clear(self) -> None:
         self._cache.clear()
-
-
-def _layer_output(out):
-    return out[0] if isinstance(out, tuple) else out
 
 
 def first_target_layer(targets: list[str]) -> int | None:

@@ -29,7 +29,7 @@ work (DESIGN.md, "Where the time goes"):
 
 The decoder layers, rotary embedding and causal mask are the model's own modules
 (``transformers`` Llama-style: ``model.model.{embed_tokens,layers,norm,rotary_emb}``),
-called exactly as ``LlamaModel.forward`` calls them.
+called exactly as ``LlamaModel.forward`` calls them (llmscape/llama.py).
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from llmscape import llama
 from llmscape.data import EvalSet
 from llmscape.directions import Direction
 from llmscape.errors import LlmscapeError
@@ -364,7 +365,7 @@ class FastEngine:
             labels, lmask = labels.to(self.device), lmask.to(self.device)
             flat = lmask.reshape(-1).nonzero().squeeze(1)
             b = ids.shape[0]
-            position_ids = torch.arange(t, device=self.device).unsqueeze(0)
+            position_ids = llama.position_ids(t, self.device)
             batch = {
                 "seq_ids": seq_ids.to(self.device),  # rows of the eval set, in batch order
                 "ids": ids,
@@ -394,27 +395,14 @@ class FastEngine:
                 self.weights.release_layer(i)
 
     def _mask(self, batch: dict, k: int, like: torch.Tensor):
-        from transformers.masking_utils import create_causal_mask
-
         if k not in batch["masks"]:
             mask = batch["mask"].repeat(k, 1)
-            batch["masks"][k] = create_causal_mask(
-                config=self.config,
-                inputs_embeds=like,
-                attention_mask=mask,
-                past_key_values=None,
-                position_ids=batch["position_ids"],
-            )
+            batch["masks"][k] = llama.causal_mask(self.config, like, mask, batch["position_ids"])
         return batch["masks"][k]
 
     def _layer(self, i: int, batch: dict, hidden: torch.Tensor, k: int) -> torch.Tensor:
-        out = self.layers[i](
-            hidden,
-            attention_mask=self._mask(batch, k, hidden),
-            position_embeddings=batch["position_embeddings"],
-            position_ids=batch["position_ids"],
-        )
-        return out[0] if isinstance(out, tuple) else out
+        mask = self._mask(batch, k, hidden)
+        return llama.run_layer(self.layers[i], hidden, mask, batch["position_embeddings"], batch["position_ids"])
 
     # ------------------------------------------------------------------ hooks
     @contextmanager
