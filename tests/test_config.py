@@ -35,7 +35,7 @@ def test_defaults_are_filled():
         "max_iter": 100,
     }
     assert s["curvature"]["enabled"] is False and s["shards"] == 1
-    assert [x.name for x in landscapes(config)] == ["first-r", "middle-r", "last-r"]
+    assert [(x.layer, x.direction) for x in landscapes(config)] == [("first", "r"), ("middle", "r"), ("last", "r")]
 
 
 def test_default_config_is_valid():

@@ -100,7 +100,7 @@ def _decode(value):
     return value
 
 
-def merge(shard_paths: list[str | Path], key_attr: str = "identity") -> Landscape:
+def merge(shard_paths: list[str | Path]) -> Landscape:
     """Assemble shards of one landscape; every point must be computed by some shard."""
     if not shard_paths:
         raise LlmscapeError("merge: no shard files given")
@@ -110,8 +110,8 @@ def merge(shard_paths: list[str | Path], key_attr: str = "identity") -> Landscap
     out = Landscape.empty(first.axes, first.per_sequence_loss.shape[-1], first.attrs)
     seen: dict[int, str | Path] = {}
     for path, shard in zip(shard_paths, shards, strict=True):
-        if shard.attrs.get(key_attr) != first.attrs.get(key_attr):
-            raise LlmscapeError(f"shard {path} belongs to a different landscape (its {key_attr} differs)")
+        if shard.attrs.get("identity") != first.attrs.get("identity"):
+            raise LlmscapeError(f"shard {path} belongs to a different landscape (its identity differs)")
         k, n_shards = shard.attrs["shard"]
         if n_shards != n_total:
             raise LlmscapeError(f"{path} is shard {k} of {n_shards}, but {shard_paths[0]} is one of {n_total}")

@@ -11,10 +11,6 @@ class LandscapeSpec:
     layer: str  # symbolic position as written in the config: first/middle/last/all/<index>
     direction: str  # key of the study's ``directions``
 
-    @property
-    def name(self) -> str:
-        return f"{self.layer}-{self.direction}"
-
 
 def landscapes(config: dict, study: str | None = None) -> list[LandscapeSpec]:
     """All landscapes of a validated config (or of one study), in config order."""
