@@ -99,7 +99,7 @@ def compute_shard(
         log.info("%s: resuming, %d of %d points already computed", label, len(mine) - len(todo), len(mine))
     state.attrs["points_computed_this_run"] = int(len(todo))
     progress = Progress(len(todo), label)
-    block = max(1, int(getattr(engine, "block_size", 1)))
+    block = max(1, int(engine.block_size))  # every engine has one (llmscape.engine)
     started = last_save = time.monotonic()
     wall_before = float(state.attrs["wall_time_s"])
     for i in range(0, len(todo), block):
