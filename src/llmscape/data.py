@@ -2,8 +2,9 @@
 
 BOS handling: we call the tokenizer with ``add_special_tokens=True`` and nothing
 else, so each sequence starts exactly as the model's own tokenizer starts it (a BOS
-token when its config adds one; SmolLM2's does not). The stored ``add_bos`` attribute
-records what happened, and every engine reads the same stored ids.
+token when its config adds one; SmolLM2's does not). The stored ``bos_token_id`` and
+``starts_with_bos`` attributes record what happened, and every engine reads the same
+stored ids.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import h5py
 import numpy as np
 import torch
 
+from llmscape import h5io
 from llmscape.errors import LlmscapeError
 
 DEFAULT_PROMPTS = [
@@ -90,16 +92,15 @@ def tokenize(texts: list[str], tokenizer, seq_len: int | None = None, max_sequen
 
 
 def save_eval_set(path: str | Path, data: EvalSet, attrs: dict) -> None:
-    with h5py.File(path, "w") as f:
+    with h5io.write(path, "eval-set") as f:
         f.create_dataset("input_ids", data=data.input_ids.numpy())
         f.create_dataset("attention_mask", data=data.attention_mask.numpy())
         f.create_dataset("texts", data=np.array(data.texts, dtype=h5py.string_dtype()))
-        for k, v in attrs.items():
-            f.attrs[k] = v
+        h5io.set_attrs(f, attrs)
 
 
 def load_eval_set(path: str | Path) -> EvalSet:
-    with h5py.File(path, "r") as f:
+    with h5io.read(path, "eval-set") as f:
         return EvalSet(
             torch.from_numpy(f["input_ids"][...]),
             torch.from_numpy(f["attention_mask"][...]),

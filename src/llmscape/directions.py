@@ -8,13 +8,12 @@ with any thread count, and does not depend on which other tensors are targeted.
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 
-import h5py
 import numpy as np
 import torch
 
+from llmscape import h5io
 from llmscape.errors import LlmscapeError
 
 Direction = dict[str, torch.Tensor]
@@ -82,30 +81,23 @@ def directions_sha256(directions: list[Direction]) -> str:
 
 
 def save_directions(path: str | Path, directions: list[Direction], recipe: dict, extra: dict | None = None) -> None:
-    """Layout: /axis<k>/<parameter name> float32 datasets; attrs recipe (JSON), sha256.
+    """Layout: /axis<k>/<parameter name> float32 datasets; attrs recipe (JSON), n_axes, sha256.
 
     ``extra`` holds named 1-D arrays stored beside them (e.g. Hessian eigenvalues).
     """
-    with h5py.File(path, "w") as f:
+    with h5io.write(path, "directions") as f:
         for axis, d in enumerate(directions):
             g = f.create_group(f"axis{axis}")
             for name, t in d.items():
                 g.create_dataset(name, data=t.float().numpy())
         for key, value in (extra or {}).items():
             f.create_dataset(key, data=np.asarray(value))
-        f.attrs["recipe"] = json.dumps(recipe, sort_keys=True)
-        f.attrs["n_axes"] = len(directions)
-        f.attrs["sha256"] = directions_sha256(directions)
+        h5io.set_attrs(f, {"recipe": recipe, "n_axes": len(directions), "sha256": directions_sha256(directions)})
 
 
 def load_directions(path: str | Path) -> tuple[list[Direction], dict]:
     """Directions and file attributes (recipe decoded)."""
-    with h5py.File(path, "r") as f:
-        n = int(f.attrs["n_axes"])
-        out = []
-        for axis in range(n):
-            g = f[f"axis{axis}"]
-            out.append({name: torch.from_numpy(g[name][...]) for name in g})
-        attrs = {k: v for k, v in f.attrs.items()}
-    attrs["recipe"] = json.loads(attrs["recipe"])
-    return out, attrs
+    with h5io.read(path, "directions") as f:
+        attrs = h5io.get_attrs(f)
+        groups = [f[f"axis{axis}"] for axis in range(int(attrs["n_axes"]))]
+        return [{name: torch.from_numpy(g[name][...]) for name in g} for g in groups], attrs

@@ -7,7 +7,6 @@ tested without Snakemake.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from pathlib import Path
 
@@ -33,7 +32,7 @@ def prepare_data(model_dir: str | Path, spec: dict, out: str | Path) -> None:
     evalset = datamod.tokenize(texts, tokenizer, spec.get("seq_len"), spec.get("max_sequences"))
     first = evalset.input_ids[:, 0]
     attrs = {
-        "spec": json.dumps(spec, sort_keys=True),
+        "spec": spec,
         "model_sha256": read_manifest(model_dir)["sha256"],
         "bos_token_id": -1 if tokenizer.bos_token_id is None else tokenizer.bos_token_id,
         "starts_with_bos": bool(tokenizer.bos_token_id is not None and (first == tokenizer.bos_token_id).all()),
@@ -203,6 +202,7 @@ def compute_curvature(model_dir: str | Path, data_path: str | Path, spec: dict, 
     from llmscape.curvature import compute_spectrum, save_spectrum
 
     names = target_names(model_dir, spec)
+    manifest = read_manifest(model_dir)
     c = spec["curvature"]
     model, _ = load_prepared(model_dir, spec["model"]["dtype"])
     spectrum = compute_spectrum(
@@ -222,7 +222,8 @@ def compute_curvature(model_dir: str | Path, data_path: str | Path, spec: dict, 
         "study": spec["study"],
         "layer": spec["layer"],
         "layer_index": resolve_layer(spec["layer"], n_layers(model_dir)),
-        "model": read_manifest(model_dir)["sha256"],
+        "model": manifest,
+        "model_sha256": manifest["sha256"],
         "config": spec,
         "versions": versions(),
     }

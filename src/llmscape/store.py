@@ -2,25 +2,20 @@
 
 Shards and merged landscapes share one layout: full-grid arrays plus a ``computed``
 mask, so a shard is simply a landscape with some points still missing. Files are
-always written to a temporary name in the same directory and renamed into place, so
-a crash, a kill or a full disk never leaves a file that reads as complete.
+written and checked on read by ``llmscape.h5io`` (atomic rename, format and version).
 """
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import h5py
 import numpy as np
 
+from llmscape import h5io
 from llmscape.errors import LlmscapeError
 from llmscape.grid import shard_indices
 
-FORMAT = "llmscape-landscape"
-FORMAT_VERSION = 1
 METRICS = ("loss", "token_loss", "accuracy")
 
 
@@ -53,51 +48,25 @@ class Landscape:
         self.computed[idx] = True
 
     def save(self, path: str | Path) -> None:
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with h5py.File(tmp, "w") as f:
-                f.attrs["format"] = FORMAT
-                f.attrs["format_version"] = FORMAT_VERSION
-                for k, v in self.attrs.items():
-                    f.attrs[k] = json.dumps(v, sort_keys=True) if isinstance(v, dict | list) else v
-                for i, a in enumerate(self.axes):
-                    f.create_dataset(f"axes/{i}", data=a)
-                for key in METRICS:
-                    f.create_dataset(key, data=getattr(self, key))
-                f.create_dataset("per_sequence_loss", data=self.per_sequence_loss)
-                f.create_dataset("computed", data=self.computed)
-            os.replace(tmp, path)
-        except OSError as exc:
-            tmp.unlink(missing_ok=True)
-            raise LlmscapeError(f"cannot write {path}: {exc.strerror or exc}") from exc
+        with h5io.write(path, "landscape") as f:
+            h5io.set_attrs(f, self.attrs)
+            for i, a in enumerate(self.axes):
+                f.create_dataset(f"axes/{i}", data=a)
+            for key in METRICS:
+                f.create_dataset(key, data=getattr(self, key))
+            f.create_dataset("per_sequence_loss", data=self.per_sequence_loss)
+            f.create_dataset("computed", data=self.computed)
 
     @classmethod
     def load(cls, path: str | Path) -> Landscape:
-        try:
-            with h5py.File(path, "r") as f:
-                if f.attrs.get("format") != FORMAT:
-                    raise LlmscapeError(f"{path} is not an llmscape landscape file")
-                attrs = {k: _decode(v) for k, v in f.attrs.items() if k not in ("format", "format_version")}
-                n_axes = len(f["axes"])
-                return cls(
-                    [f[f"axes/{i}"][...] for i in range(n_axes)],
-                    *(f[k][...] for k in METRICS),
-                    f["per_sequence_loss"][...],
-                    f["computed"][...].astype(bool),
-                    attrs,
-                )
-        except (OSError, KeyError) as exc:
-            raise LlmscapeError(f"{path} is unreadable or incomplete: {exc}") from exc
-
-
-def _decode(value):
-    if isinstance(value, str) and value[:1] in "{[":
-        return json.loads(value)
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
+        with h5io.read(path, "landscape") as f:
+            return cls(
+                [f[f"axes/{i}"][...] for i in range(len(f["axes"]))],
+                *(f[k][...] for k in METRICS),
+                f["per_sequence_loss"][...],
+                f["computed"][...].astype(bool),
+                h5io.get_attrs(f),
+            )
 
 
 def merge(shard_paths: list[str | Path]) -> Landscape:
