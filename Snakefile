@@ -1,8 +1,7 @@
 # llmscape: loss landscapes of large language models.
-# `snakemake --cores all` maps every study in config/config.yaml and renders paper/build/index.html.
+# `snakemake --cores all` maps every study in config/config.yaml and renders the paper,
+# <results>/<model name>/paper/index.html.
 from snakemake.utils import min_version, validate
-
-from llmscape.study import landscapes
 
 min_version("9.0")
 

@@ -2,7 +2,7 @@
 
 Every number comes from the results (summary tables, landscape files, model
 manifest) through the template context; every static figure is inlined as a data
-URI, so paper/build/index.html can be mailed around on its own. The interactive
+URI, so the page (results/<model>/paper/index.html) can be mailed around on its own. The interactive
 surfaces are linked (relative paths into results/).
 """
 

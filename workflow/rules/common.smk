@@ -5,6 +5,7 @@ from llmscape.study import (
     curvature_config,
     curvature_studies,
     landscape_config,
+    landscapes,
 )
 
 R = f"{config['results']}/{config['model']['name']}"
@@ -12,6 +13,7 @@ MODEL_DIR = f"{R}/model"
 DATA = f"{R}/data/{config['data']['name']}.h5"
 LANDSCAPE = f"{R}/landscapes/{{study}}/{{layer}}-{{direction}}.h5"
 FIGURE = f"{R}/figures/{{study}}/{{layer}}-{{direction}}"
+PAPER = f"{R}/paper/index.html"
 ENV = "../../envs/llmscape.yaml"
 HEAVY = config["resources"]
 LIGHT = {"mem_mb": 2000, "runtime": 10}
@@ -67,4 +69,30 @@ def all_outputs():
         f"{R}/figures/{study}/curvature.pdf" for study in curvature_studies(config)
     ]
     weights = [f"{R}/figures/weight_spectra.png", f"{R}/tables/weight_spectra.csv"]
-    return per_landscape + per_study + curvature + weights + ["paper/build/index.html"]
+    return per_landscape + per_study + curvature + weights + [PAPER]
+
+
+def paper_inputs(wc):
+    """The paper's inputs by name: the model's files, then `<study>.<kind>` per study
+    (llmscape.steps.render_paper reads them by these names)."""
+    inputs = {
+        "template": f"{workflow.basedir}/paper/paper.md.j2",
+        "model": MODEL_DIR,
+        "data": DATA,
+        "weights_csv": f"{R}/tables/weight_spectra.csv",
+        "weights_png": f"{R}/figures/weight_spectra.png",
+    }
+    if curvature_studies(config):
+        inputs["curvature_table"] = f"{R}/tables/curvature.csv"
+    for study in config["studies"]:
+        specs = [vars(s) for s in landscapes(config, study)]
+        inputs |= {
+            f"{study}.table": f"{R}/tables/{study}/summary.csv",
+            f"{study}.compare": f"{R}/figures/{study}/compare.png",
+            f"{study}.landscapes": [LANDSCAPE.format(**s) for s in specs],
+            f"{study}.pngs": [f"{FIGURE.format(**s)}.png" for s in specs],
+            f"{study}.htmls": [f"{FIGURE.format(**s)}.html" for s in specs],
+        }
+        if study in curvature_studies(config):
+            inputs[f"{study}.curvature"] = f"{R}/figures/{study}/curvature.png"
+    return inputs

@@ -1,18 +1,8 @@
 rule paper:
     input:
-        template=f"{workflow.basedir}/paper/paper.md.j2",
-        model=MODEL_DIR,
-        data=DATA,
-        tables=expand(f"{R}/tables/{{study}}/summary.csv", study=config["studies"]),
-        compare=expand(f"{R}/figures/{{study}}/compare.png", study=config["studies"]),
-        landscapes=[LANDSCAPE.format(**vars(s)) for s in landscapes(config)],
-        pngs=[f"{FIGURE.format(**vars(s))}.png" for s in landscapes(config)],
-        htmls=[f"{FIGURE.format(**vars(s))}.html" for s in landscapes(config)],
-        curvature=curvature_outputs(),
-        weights_csv=f"{R}/tables/weight_spectra.csv",
-        weights_png=f"{R}/figures/weight_spectra.png",
+        unpack(paper_inputs),
     output:
-        "paper/build/index.html",
+        PAPER,
     log:
         f"{R}/logs/paper.log",
     conda:
@@ -22,7 +12,5 @@ rule paper:
         **LIGHT,
     params:
         config=config,
-        studies=[s.study for s in landscapes(config)],
-        curvature_studies=curvature_studies(config),
     script:
         "../scripts/paper.py"
