@@ -6,7 +6,7 @@ Target: ``model.layers.<layer>.mlp.up_proj.weight`` (default: the middle layer),
 data: the 3 default prompts. Prints
 
 1. the time of one forward+backward (the model's own forward, full logits, gradient
-   w.r.t. the target only) against one Hessian-vector product (``curvature.TargetLoss``:
+   w.r.t. the target only) against one Hessian-vector product (``llmscape.curvature.TargetLoss``:
    chunked head, with and without prefix reuse), and the ratio (target: HVP <= 4x);
 2. the HVPs Lanczos and deflated power iteration need until their top-2 eigenvalues
    stay within 1e-3 (relative) of a tight reference (Lanczos, tol 1e-6), and the HVPs
@@ -27,7 +27,8 @@ import numpy as np
 import torch
 from _common import smollm2_dir  # benchmarks/ is on sys.path when run as a script
 
-from llmscape import curvature as C
+from llmscape.curvature import HessianOperator, Lanczos, PowerIteration, TargetLoss
+from llmscape.curvature.eigen import hvps_to_reach
 from llmscape.data import DEFAULT_PROMPTS, tokenize
 from llmscape.loss import shifted_targets
 from llmscape.models import load_prepared
@@ -77,21 +78,24 @@ def main() -> None:
     data = tokenize(DEFAULT_PROMPTS, tokenizer)
     layer = model.config.num_hidden_layers // 2 if args.layer is None else args.layer
     target = f"model.layers.{layer}.mlp.up_proj.weight"
-    print(f"model {path} ({model.config.num_hidden_layers} layers), target {target}, "
-          f"{len(data)} sequences / {int(data.n_tokens.sum())} predicted tokens, "
-          f"torch threads {torch.get_num_threads()}")
+    print(
+        f"model {path} ({model.config.num_hidden_layers} layers), target {target}, "
+        f"{len(data)} sequences / {int(data.n_tokens.sum())} predicted tokens, "
+        f"torch threads {torch.get_num_threads()}"
+    )
 
     # 1. cost of one HVP
     t_fb = median_time(forward_backward(model, data, target), args.reps)
-    reuse = C.HessianOperator(C.TargetLoss(model, data, [target], prefix_reuse=True))
-    full = C.HessianOperator(C.TargetLoss(model, data, [target], prefix_reuse=False))
+    reuse = HessianOperator(TargetLoss(model, data, [target], prefix_reuse=True))
+    full = HessianOperator(TargetLoss(model, data, [target], prefix_reuse=False))
     v = torch.randn(reuse.n, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     t_reuse = median_time(lambda: reuse.matvec(v), args.reps)
     t_full = median_time(lambda: full.matvec(v), args.reps)
     print(f"\nn_params {reuse.n:,}; prefix reuse active: {reuse.loss.prefix is not None}; median of {args.reps}:")
     print(f"  forward+backward (full model, full logits)    {t_fb * 1e3:8.1f} ms")
-    print(f"  HVP, prefix reuse (layers {layer}..) + chunked head {t_reuse * 1e3:6.1f} ms   "
-          f"ratio {t_reuse / t_fb:.2f}x")
+    print(
+        f"  HVP, prefix reuse (layers {layer}..) + chunked head {t_reuse * 1e3:6.1f} ms   ratio {t_reuse / t_fb:.2f}x"
+    )
     print(f"  HVP, full model + chunked head                {t_full * 1e3:8.1f} ms   ratio {t_full / t_fb:.2f}x")
     diff = float((reuse.matvec(v) - full.matvec(v)).norm() / full.matvec(v).norm())
     print(f"  prefix-reuse vs full HVP: relative difference {diff:.1e}")
@@ -99,26 +103,31 @@ def main() -> None:
     # 2. eigensolvers
     op = reuse
     t0, start = time.perf_counter(), op.n_hvp
-    ref = C.Lanczos(tol=1e-6, max_iter=args.max_iter, seed=1).eigenpairs(op, 2)
-    print(f"\nreference top-2 (Lanczos, tol 1e-6): {ref.eigenvalues} residuals {ref.residuals} "
-          f"converged {ref.converged} ({op.n_hvp - start} HVPs, {time.perf_counter() - t0:.0f}s)")
+    ref = Lanczos(tol=1e-6, max_iter=args.max_iter, seed=1).eigenpairs(op, 2)
+    print(
+        f"\nreference top-2 (Lanczos, tol 1e-6): {ref.eigenvalues} residuals {ref.residuals} "
+        f"converged {ref.converged} ({op.n_hvp - start} HVPs, {time.perf_counter() - t0:.0f}s)"
+    )
     results = {}
     for name, solver in (
-        ("lanczos", C.Lanczos(tol=1e-3, max_iter=args.max_iter, seed=0)),
-        ("power", C.PowerIteration(tol=1e-3, max_iter=args.max_iter, seed=0)),
+        ("lanczos", Lanczos(tol=1e-3, max_iter=args.max_iter, seed=0)),
+        ("power", PowerIteration(tol=1e-3, max_iter=args.max_iter, seed=0)),
     ):
         t0 = time.perf_counter()
         pairs = solver.eigenpairs(op, 2)
         results[name] = pairs
-        reach = C.hvps_to_reach(pairs.history, ref.eigenvalues, 1e-3)
+        reach = hvps_to_reach(pairs.history, ref.eigenvalues, 1e-3)
         rel = np.abs(pairs.eigenvalues - ref.eigenvalues) / np.abs(ref.eigenvalues)
-        print(f"  {name:8s} top-2 {pairs.eigenvalues} | HVPs to 1e-3 of reference: {reach} | "
-              f"HVPs to its own stop (tol 1e-3): {pairs.n_hvp} | converged {pairs.converged} | "
-              f"residual/|lambda| {pairs.residuals / np.abs(pairs.eigenvalues)} | rel. error {rel} | "
-              f"{time.perf_counter() - t0:.0f}s")
+        print(
+            f"  {name:8s} top-2 {pairs.eigenvalues} | HVPs to 1e-3 of reference: {reach} | "
+            f"HVPs to its own stop (tol 1e-3): {pairs.n_hvp} | converged {pairs.converged} | "
+            f"residual/|lambda| {pairs.residuals / np.abs(pairs.eigenvalues)} | rel. error {rel} | "
+            f"{time.perf_counter() - t0:.0f}s"
+        )
     agree = np.abs(results["lanczos"].eigenvalues - results["power"].eigenvalues) / np.abs(ref.eigenvalues)
-    print(f"  Lanczos vs power: relative difference {agree} -> {'agree' if np.all(agree <= 1e-3) else 'DISAGREE'} "
-          "to 1e-3")
+    print(
+        f"  Lanczos vs power: relative difference {agree} -> {'agree' if np.all(agree <= 1e-3) else 'DISAGREE'} to 1e-3"
+    )
 
 
 if __name__ == "__main__":

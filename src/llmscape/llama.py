@@ -1,6 +1,6 @@
 """Decoder-layer inputs of a Llama-style model, prepared as ``LlamaModel.forward`` prepares them.
 
-The fast engine (engine/fast.py) and the curvature loss's prefix cache (curvature.py)
+The fast engine (engine/fast.py) and the curvature loss's prefix cache (curvature/target_loss.py)
 do not call the model's forward: they run the decoder layers themselves (from a cached
 prefix, one layer at a time), so they must build what each layer receives exactly as
 the model would. These helpers are that one place. They mirror ``LlamaModel.forward``

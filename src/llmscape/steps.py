@@ -256,9 +256,9 @@ def curvature_table(spectra: list[str | Path], csv: str | Path) -> None:
 
 def weight_spectra(model_dir: str | Path, png: str | Path, pdf: str | Path, csv: str | Path) -> None:
     """Singular values and condition numbers of every layer's attention and MLP matrices."""
-    from llmscape.curvature import weight_spectra as spectra_of
-    from llmscape.curvature import weight_spectra_table
     from llmscape.plots import plot_weight_spectra
+    from llmscape.weight_spectra import weight_spectra as spectra_of
+    from llmscape.weight_spectra import weight_spectra_table
 
     shapes = tensor_shapes(model_dir)
     table = weight_spectra_table(spectra_of(read_tensors(model_dir, [n for n, s in shapes.items() if len(s) == 2])))

@@ -1,0 +1,233 @@
+"""The landscape loss as a function of the target tensors: value, gradient, Hessian-vector product.
+
+With N sequences, n_s predicted tokens in sequence s and nll_st the next-token NLL,
+
+    L(theta) = 1/N sum_s 1/n_s sum_t nll_st(theta),
+
+``llmscape.loss``'s definition, where theta is the target tensors only: every other
+weight stays frozen at its current value theta*. Each predicted token carries the fixed
+weight 1 / (N n_s), so L is a plain sum over batches and so are its derivatives. The
+Hessian acts on a direction v by Pearlmutter's trick, a double backward:
+
+    H v = grad_theta( grad_theta L . v ),
+
+the gradient taken with ``create_graph=True``, then the gradient of its dot product with v.
+It runs through eager attention (CPU SDPA has no double backward) and never forms H.
+
+Two savings, since a spectrum costs hundreds of products:
+
+- the vocabulary head is ``head.chunked_token_nll``: no [tokens, vocab] logits, and only
+  predicted positions enter it (padding never does);
+- prefix reuse: when every target lives in decoder layers >= k, nothing below layer k
+  depends on theta, so the hidden states entering layer k (with the rotary embeddings and
+  causal mask, built as ``LlamaModel.forward`` builds them) are computed once without grad
+  and each product runs layers k.. only. Checked once against the full forward; on a
+  mismatch (an architecture that scales embeddings, say) it falls back with a warning.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+
+from llmscape import llama
+from llmscape.curvature.head import chunked_token_nll
+from llmscape.data import EvalSet
+from llmscape.errors import LlmscapeError
+from llmscape.loss import shifted_targets
+from llmscape.targets import layer_index
+
+log = logging.getLogger("llmscape")
+
+# sequences per forward: bounds the activations a double backward keeps alive
+BATCH_SIZE = 8
+
+
+@dataclass
+class _Batch:
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    token_weights: torch.Tensor  # [M] weight of each predicted token in L (1 / (N * n_tokens of its sequence))
+    labels: torch.Tensor  # [M]
+    positions: torch.Tensor  # [B, T-1] bool: predicted positions
+
+
+class PrefixCache:
+    """Hidden states entering decoder layer ``start`` for each batch, computed once without grad.
+
+    Mirrors ``LlamaModel.forward`` (embeddings, then llmscape/llama.py: position ids
+    0..T-1 shared by the right-padded rows, ``create_causal_mask``, rotary embeddings,
+    layer calls) and stores, per batch, what layers ``start..`` need. Stale if weights
+    below ``start`` change.
+    """
+
+    def __init__(self, base: torch.nn.Module, start: int):
+        self.base, self.start = base, start
+        self._cache: dict[int, tuple] = {}
+
+    @torch.no_grad()
+    def _prefix(self, ids: torch.Tensor, mask: torch.Tensor) -> tuple:
+        base = self.base
+        emb = base.embed_tokens(ids)
+        position_ids = llama.position_ids(ids.shape[1], ids.device)
+        causal = llama.causal_mask(base.config, emb, mask, position_ids)
+        pos_emb = base.rotary_emb(emb, position_ids=position_ids)
+        h = emb
+        for layer in base.layers[: self.start]:
+            h = llama.run_layer(layer, h, causal, pos_emb, position_ids)
+        return h, causal, pos_emb, position_ids
+
+    def hidden_states(self, key: int, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Final normed hidden states [B, T, H], running only layers ``start..`` with grad."""
+        if key not in self._cache:
+            self._cache[key] = self._prefix(ids, mask)
+        h, causal, pos_emb, position_ids = self._cache[key]
+        for layer in self.base.layers[self.start :]:
+            h = llama.run_layer(layer, h, causal, pos_emb, position_ids)
+        return self.base.norm(h)
+
+
+def first_target_layer(targets: list[str]) -> int | None:
+    """The lowest decoder layer holding a target, or None when some target is outside the layers."""
+    layers = [layer_index(t) for t in targets]
+    return None if any(i is None for i in layers) else min(layers)
+
+
+class TargetLoss:
+    """The landscape loss L(theta) as a function of the target tensors, differentiable twice.
+
+    ``model`` is a causal LM (loaded eager: CPU SDPA has no double backward); its
+    weights are read live, never copied. The vocabulary projection runs in chunks of
+    ``vocab_chunk`` rows; ``prefix_reuse`` runs only the layers from the first targeted
+    one (see ``PrefixCache``).
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        data: EvalSet,
+        targets: list[str],
+        prefix_reuse: bool = True,
+        vocab_chunk: int = 8192,
+    ):
+        if not targets:
+            raise LlmscapeError("curvature needs at least one target tensor")
+        params = dict(model.named_parameters(remove_duplicate=False))
+        missing = [t for t in targets if t not in params]
+        if missing:
+            raise LlmscapeError(f"target tensors not in the model: {missing[:5]}; names look like {list(params)[:4]}")
+        self.model, self.data, self.targets = model, data, list(targets)
+        self.params = {t: params[t] for t in self.targets}
+        self.shapes = {t: tuple(p.shape) for t, p in self.params.items()}
+        self.n_params = sum(p.numel() for p in self.params.values())
+        self.vocab_chunk = vocab_chunk
+        self.device = next(model.parameters()).device
+        self.base = getattr(model, "model", None)
+        out = model.get_output_embeddings()
+        if not isinstance(out, torch.nn.Linear) or out.bias is not None:
+            raise LlmscapeError("curvature needs a bias-free linear output head (lm_head)")
+        for attr in ("final_logit_softcapping", "logit_scale"):
+            if getattr(model.config, attr, None):
+                raise LlmscapeError(f"models with {attr} are not supported by the curvature loss")
+        self.batches = self._make_batches(BATCH_SIZE)
+        self.prefix: PrefixCache | None = None
+        start = first_target_layer(self.targets)
+        if prefix_reuse and start and self._has_llama_layout():
+            self.prefix = PrefixCache(self.base, start)
+            self._check_prefix()
+
+    # -- data ---------------------------------------------------------------------------
+
+    def _make_batches(self, batch_size: int) -> list[_Batch]:
+        n_seq = len(self.data)
+        batches = []
+        for start in range(0, n_seq, batch_size):
+            ids = self.data.input_ids[start : start + batch_size].to(self.device)
+            mask = self.data.attention_mask[start : start + batch_size].to(self.device)
+            labels, positions = shifted_targets(ids, mask)
+            n_tok = positions.sum(dim=1, keepdim=True).to(torch.float64)
+            weights = (1.0 / (n_seq * n_tok)).expand_as(positions)[positions]
+            batches.append(_Batch(ids, mask, weights, labels[positions], positions))
+        return batches
+
+    @property
+    def head_weight(self) -> torch.Tensor:
+        return self.model.get_output_embeddings().weight
+
+    def _has_llama_layout(self) -> bool:
+        return self.base is not None and all(
+            hasattr(self.base, a) for a in ("embed_tokens", "layers", "rotary_emb", "norm")
+        )
+
+    # -- the loss -----------------------------------------------------------------------
+
+    def _hidden_states(self, i: int, b: _Batch) -> torch.Tensor:
+        if self.prefix is not None:
+            return self.prefix.hidden_states(i, b.input_ids, b.attention_mask)
+        return self.base(input_ids=b.input_ids, attention_mask=b.attention_mask).last_hidden_state
+
+    def _batch_loss(self, i: int, b: _Batch) -> torch.Tensor:
+        """This batch's share of L (its sequences' mean token NLL, divided by N)."""
+        h = self._hidden_states(i, b)[:, :-1][b.positions]
+        nll = chunked_token_nll(h, self.head_weight, b.labels, self.vocab_chunk)
+        return (nll * b.token_weights.to(nll.dtype)).sum()
+
+    @contextmanager
+    def _targets_require_grad(self):
+        # prepared models come frozen (models.load_prepared): switching on the targets only
+        # keeps autograd from building graph for the other weights; the caller's flags come back
+        before = {n: p.requires_grad for n, p in self.params.items()}
+        try:
+            for p in self.params.values():
+                p.requires_grad_(True)
+            yield
+        finally:
+            for n, p in self.params.items():
+                p.requires_grad_(before[n])
+
+    @torch.no_grad()
+    def value(self) -> float:
+        return float(sum(self._batch_loss(i, b).item() for i, b in enumerate(self.batches)))
+
+    def gradient(self) -> dict[str, torch.Tensor]:
+        out = {n: torch.zeros_like(p) for n, p in self.params.items()}
+        with self._targets_require_grad(), torch.enable_grad():
+            for i, b in enumerate(self.batches):
+                grads = torch.autograd.grad(self._batch_loss(i, b), list(self.params.values()))
+                for n, g in zip(self.params, grads, strict=True):
+                    out[n] += g
+        return out
+
+    def hvp(self, v: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """H v for a direction ``v`` {target name: tensor}, by double backward, batch by batch."""
+        params = list(self.params.values())
+        vs = [v[n].to(p.device, p.dtype) for n, p in self.params.items()]
+        out = {n: torch.zeros_like(p) for n, p in self.params.items()}
+        with self._targets_require_grad(), torch.enable_grad():
+            for i, b in enumerate(self.batches):
+                grads = torch.autograd.grad(self._batch_loss(i, b), params, create_graph=True)
+                dot = sum((g * u).sum() for g, u in zip(grads, vs, strict=True))
+                hv = torch.autograd.grad(dot, params, allow_unused=True)
+                for n, t in zip(self.params, hv, strict=True):
+                    if t is not None:
+                        out[n] += t
+        return out
+
+    def _check_prefix(self) -> None:
+        with torch.no_grad():
+            reused = self.value()
+            prefix, self.prefix = self.prefix, None
+            full = self.value()
+        if math.isclose(reused, full, rel_tol=1e-4, abs_tol=1e-6):
+            self.prefix = prefix
+        else:
+            log.warning(
+                "prefix reuse disabled: the reused-prefix loss %.6g differs from the full forward's %.6g "
+                "(this architecture's layer stack is not LlamaModel's)",
+                reused,
+                full,
+            )
