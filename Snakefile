@@ -1,15 +1,33 @@
 # llmscape: loss landscapes of large language models.
 # `snakemake --cores all` maps every study in config/config.yaml and renders the paper,
 # <results>/<model name>/paper/index.html.
+import sys
+
 from snakemake.utils import min_version, validate
+
+from llmscape.config import before_defaults, check
+from llmscape.errors import LlmscapeError
 
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+# The default study, unless the command names its own config (--configfile): a user's
+# config replaces it rather than being merged into it.
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
 
 
-validate(config, "workflow/schemas/config.schema.yaml")
+# Everything the config alone decides is checked here, before any job, in words naming the key.
+try:
+    for warning in before_defaults(
+        config, f"{workflow.basedir}/workflow/schemas/config.schema.yaml"
+    ):
+        logger.warning(f"llmscape: {warning}")
+    validate(config, "workflow/schemas/config.schema.yaml")
+    check(config)
+except LlmscapeError as exc:
+    sys.exit(f"llmscape: {exc}")
 
 
 include: "workflow/rules/common.smk"

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from llmscape import h5io
+from llmscape.curvature import Spectrum, load_spectrum, save_spectrum
 from llmscape.data import EvalSet, load_eval_set, save_eval_set
 from llmscape.directions import load_directions, save_directions
 from llmscape.errors import LlmscapeError
@@ -14,15 +15,21 @@ from llmscape.store import Landscape
 
 def _files(tmp_path):
     """One small file of each kind that has a Python writer here, keyed by kind."""
-    paths = {k: tmp_path / f"{k}.h5" for k in ("landscape", "directions", "eval-set")}
+    paths = {k: tmp_path / f"{k}.h5" for k in ("landscape", "directions", "eval-set", "spectrum")}
     Landscape.empty([np.linspace(-1, 1, 3)], 2, {"provenance": {"model": {"sha256": "x"}}}).save(paths["landscape"])
     save_directions(paths["directions"], [{"w": torch.ones(2, 3)}], {"method": "random"})
     ids = torch.tensor([[1, 2, 3]])
     save_eval_set(paths["eval-set"], EvalSet(ids, torch.ones_like(ids), ["a b c"]), {"spec": {"kind": "prompts"}})
+    save_spectrum(paths["spectrum"], Spectrum(["w"], 6, lambda_max=2.0, lambda_max_residual=0.0), {"study": "s"})
     return paths
 
 
-LOADERS = {"landscape": Landscape.load, "directions": load_directions, "eval-set": load_eval_set}
+LOADERS = {
+    "landscape": Landscape.load,
+    "directions": load_directions,
+    "eval-set": load_eval_set,
+    "spectrum": load_spectrum,
+}
 
 
 def test_each_kind_is_marked_and_round_trips(tmp_path):
@@ -34,6 +41,8 @@ def test_each_kind_is_marked_and_round_trips(tmp_path):
     directions, attrs = load_directions(paths["directions"])
     assert torch.equal(directions[0]["w"], torch.ones(2, 3)) and attrs["recipe"] == {"method": "random"}
     assert load_eval_set(paths["eval-set"]).texts == ["a b c"]
+    spectrum, provenance = load_spectrum(paths["spectrum"])
+    assert (spectrum.targets, spectrum.lambda_max, provenance) == (["w"], 2.0, {"study": "s"})
     with h5io.read(paths["eval-set"], "eval-set") as f:
         assert h5io.get_attrs(f) == {"spec": {"kind": "prompts"}}
 

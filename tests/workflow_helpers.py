@@ -20,6 +20,7 @@ def tiny_config(model_dir: str | Path, shards: int = 2, points: int = 5) -> dict
         "data": {"name": "two", "prompts": ["hello world, a test", "loss landscapes!"]},
         "engine": {"checkpoint_s": 0},
         "resources": {"mem_mb": 500, "runtime": 5},
+        "figures": {"radii": [0.25, 0.5]},  # the layers grid reaches 0.5
         "studies": {
             "layers": {
                 "tensors": [r"mlp\.up_proj"],

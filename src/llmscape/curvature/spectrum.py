@@ -34,35 +34,31 @@ that part was computed, the attributes always are):
     /density/weights        [P, S] float64  quadrature weights per probe (0-padded)
     /weight_singular_values/<parameter name>  [r] float64  descending singular values;
                                               attr ``condition_number`` = s_max / s_min
-    attrs: format = "llmscape-spectrum", version = 1, targets (JSON list), n_params,
-           which, method, seed, n_hvp, lambda_ratio, provenance (JSON from the caller),
-           density_sigma (when a density is stored)
+    attrs: format = "llmscape-spectrum", format_version = 2, targets (JSON list), n_params,
+           which, method, seed, n_hvp, seconds (wall time of the computation), lambda_ratio,
+           provenance (JSON from the caller), density_sigma (when a density is stored)
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import h5py
 import numpy as np
 import torch
 
+from llmscape import h5io
 from llmscape.curvature.density import DensityEstimate, HutchinsonTrace, SpectralDensity, TraceEstimate
 from llmscape.curvature.eigen import Lanczos, eigensolver
 from llmscape.curvature.operators import HessianOperator
 from llmscape.curvature.target_loss import TargetLoss
 from llmscape.data import EvalSet
-from llmscape.errors import LlmscapeError
 from llmscape.weight_spectra import WEIGHT_NAME, condition_number, weight_spectra
 
 log = logging.getLogger("llmscape")
 
-SPECTRUM_FORMAT = "llmscape-spectrum"
-SPECTRUM_VERSION = 1
 
 
 def lambda_ratio(lambda_max: float, lambda_min: float) -> float:
@@ -157,7 +153,7 @@ def _spectrum_end(op, spec: Spectrum, end: str, tol: float, max_iter: int, seed:
 def save_spectrum(path: str | Path, spectrum: Spectrum, provenance: dict | None = None) -> None:
     """Write a spectrum file (layout in the module docstring)."""
     s = spectrum
-    with h5py.File(path, "w") as f:
+    with h5io.write(path, "spectrum") as f:
         if s.eigenvalues is not None:
             f.create_dataset("eigenvalues", data=np.asarray(s.eigenvalues, dtype=np.float64))
             f.create_dataset("residuals", data=np.asarray(s.residuals, dtype=np.float64))
@@ -182,32 +178,29 @@ def save_spectrum(path: str | Path, spectrum: Spectrum, provenance: dict | None 
             for name, sv in s.weight_singular_values.items():
                 ds = g.create_dataset(name, data=np.asarray(sv, dtype=np.float64))
                 ds.attrs["condition_number"] = condition_number(sv)
-        f.attrs["format"] = SPECTRUM_FORMAT
-        f.attrs["version"] = SPECTRUM_VERSION
-        f.attrs["targets"] = json.dumps(s.targets)
-        f.attrs["n_params"] = int(s.n_params)
-        f.attrs["which"] = s.which
-        f.attrs["method"] = s.method
-        f.attrs["seed"] = int(s.seed)
-        f.attrs["n_hvp"] = int(s.n_hvp)
-        f.attrs["seconds"] = float(s.seconds)
         ratio = s.ratio
-        f.attrs["lambda_ratio"] = np.nan if ratio is None else ratio
-        f.attrs["provenance"] = json.dumps(provenance or {}, sort_keys=True, default=str)
+        h5io.set_attrs(
+            f,
+            {
+                "targets": list(s.targets),
+                "n_params": int(s.n_params),
+                "which": s.which,
+                "method": s.method,
+                "seed": int(s.seed),
+                "n_hvp": int(s.n_hvp),
+                "seconds": float(s.seconds),
+                "lambda_ratio": np.nan if ratio is None else ratio,
+                "provenance": provenance or {},
+            },
+        )
 
 
 def load_spectrum(path: str | Path) -> tuple[Spectrum, dict]:
     """A spectrum file back as (Spectrum, provenance dict)."""
-    try:
-        f = h5py.File(path, "r")
-    except OSError as exc:
-        raise LlmscapeError(f"cannot read spectrum file {path}: {exc}") from exc
-    with f:
-        if f.attrs.get("format") != SPECTRUM_FORMAT:
-            raise LlmscapeError(f"{path} is not an llmscape spectrum file")
-        s = Spectrum(json.loads(f.attrs["targets"]), int(f.attrs["n_params"]))
-        s.which, s.method = str(f.attrs["which"]), str(f.attrs["method"])
-        s.seed, s.n_hvp, s.seconds = int(f.attrs["seed"]), int(f.attrs["n_hvp"]), float(f.attrs.get("seconds", 0.0))
+    with h5io.read(path, "spectrum") as f:
+        a = h5io.get_attrs(f)
+        s = Spectrum(a["targets"], int(a["n_params"]), which=a["which"], method=a["method"])
+        s.seed, s.n_hvp, s.seconds = int(a["seed"]), int(a["n_hvp"]), float(a["seconds"])
         if "eigenvalues" in f:
             s.eigenvalues, s.residuals, s.converged = f["eigenvalues"][...], f["residuals"][...], f["converged"][...]
         for end in ("lambda_max", "lambda_min"):
@@ -219,13 +212,12 @@ def load_spectrum(path: str | Path) -> tuple[Spectrum, dict]:
         if "density" in f:
             g = f["density"]
             s.density = DensityEstimate(
-                g["grid"][...], g["values"][...], g["nodes"][...], g["weights"][...], float(f.attrs["density_sigma"])
+                g["grid"][...], g["values"][...], g["nodes"][...], g["weights"][...], float(a["density_sigma"])
             )
         if "weight_singular_values" in f:
             g = f["weight_singular_values"]
             s.weight_singular_values = {name: g[name][...] for name in g}
-        provenance = json.loads(f.attrs["provenance"])
-    return s, provenance
+        return s, a["provenance"]
 
 
 def spectra_table(paths: list[str | Path], k: int | None = None):
@@ -233,8 +225,8 @@ def spectra_table(paths: list[str | Path], k: int | None = None):
 
     ``k`` fixes the number of eigenvalue columns (default: the most any file holds;
     missing ones are NaN). Columns ``target`` (targets joined by ',') and ``path`` identify rows,
-    with ``study``, ``model``, ``landscape``, ``layer`` and ``layer_index`` copied from each
-    file's provenance where present.
+    with ``study``, ``landscape``, ``layer``, ``layer_index`` and ``model_sha256`` copied from each
+    file's provenance where present, and ``model``, the model's name from its config.
     """
     import pandas as pd
 
@@ -253,8 +245,10 @@ def spectra_table(paths: list[str | Path], k: int | None = None):
         row["lambda_ratio"] = s.ratio if s.ratio is not None else np.nan
         row["trace"] = s.trace.trace if s.trace else np.nan
         row["trace_se"] = s.trace.se if s.trace else np.nan
-        for key in ("study", "model", "landscape", "layer", "layer_index"):
+        for key in ("study", "landscape", "layer", "layer_index", "model_sha256"):
             if key in prov:
                 row[key] = prov[key]
+        if "config" in prov:  # the model by name, not only by hash
+            row["model"] = prov["config"]["model"]["name"]
         rows.append(row)
     return pd.DataFrame(rows)
