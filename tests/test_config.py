@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import pytest
 import yaml
@@ -11,6 +12,7 @@ from snakemake.utils import validate
 from workflow_helpers import ROOT
 
 from llmscape import grid
+from llmscape.engine import DEFAULT_KIND, ENGINES, JOB_DEFAULTS, OPTION_DEFAULTS, OPTIONS_OF
 from llmscape.errors import LlmscapeError
 from llmscape.models import resolve_source
 from llmscape.study import landscapes
@@ -77,3 +79,18 @@ def test_empty_grid_is_an_error():
         grid.axes({"dims": 2, "points": 0})
     with pytest.raises(LlmscapeError, match="exceed"):
         grid.axes({"dims": 1, "points": 3, "min": 1, "max": -1})
+
+
+def test_engine_defaults_agree_with_the_library():
+    """The schema's engine defaults are the library's (llmscape.engine), key by key."""
+    schema = yaml.safe_load(Path(SCHEMA).read_text())["properties"]["engine"]["properties"]
+    library = {"kind": DEFAULT_KIND, **OPTION_DEFAULTS, **JOB_DEFAULTS}
+    assert sorted(schema) == sorted(library)
+    for key, value in library.items():
+        assert repr(schema[key]["default"]) == repr(value), key  # repr: 1 is not True, 30 is not 30.0
+    assert schema["kind"]["enum"] == list(ENGINES)
+    assert not set(OPTION_DEFAULTS) & set(JOB_DEFAULTS)
+    assert set(OPTION_DEFAULTS) == {k for kind in ENGINES for k in OPTIONS_OF[kind]}
+    config = copy.deepcopy(MINIMAL)
+    validate(config, SCHEMA)
+    assert config["engine"] == library

@@ -8,7 +8,7 @@ import torch
 
 from llmscape.data import tokenize
 from llmscape.directions import random_directions
-from llmscape.engine import ENGINES, build_engine
+from llmscape.engine import ENGINES, JOB_DEFAULTS, Engine, build_engine, split_section
 from llmscape.engine.fast import FastEngine
 from llmscape.engine.reference import ReferenceEngine
 from llmscape.errors import LlmscapeError
@@ -126,14 +126,38 @@ def test_build_engine_fast(tiny_dir, tiny_data, tiny):
     model, _ = tiny
     assert "fast" in ENGINES
     dirs = _dirs(model, _names(tiny_dir, ["mlp.up_proj"], "middle"))
-    spec = {"kind": "fast", "memory_mb": 256, "max_block": 8, "threads": torch.get_num_threads(),
-            "checkpoint_s": 30, "batch_size": 8}  # the workflow's keys are accepted
-    engine = build_engine(spec, tiny_dir, tiny_data, dirs)
+    section = {
+        "kind": "fast",
+        "memory_mb": 256,
+        "max_block": 8,
+        "threads": torch.get_num_threads(),
+        "checkpoint_s": 30,
+        "batch_size": 8,
+    }  # a config's engine section: job keys and both kinds' options
+    spec, job = split_section(section)
+    assert job == {"threads": torch.get_num_threads(), "checkpoint_s": 30}
+    engine = build_engine(spec, tiny_dir, tiny_data, dirs)  # the reference's batch_size is ignored
     assert engine.name == "fast" and engine.block_size == 8
     assert engine.describe()["memory_mb"] == 256
     _check(model, tiny_data, dirs, engine)
     with pytest.raises(LlmscapeError, match="unknown engine option"):
         build_engine({"kind": "fast", "memroy_mb": 1}, tiny_dir, tiny_data, dirs)
+    with pytest.raises(LlmscapeError, match=r"\['threads'\] are for the job"):
+        build_engine({"kind": "fast", "threads": 1}, tiny_dir, tiny_data, dirs)
+    with pytest.raises(LlmscapeError, match="unknown fast engine option"):  # torch threads are the job's
+        FastEngine(model, tiny_data, dirs, threads=1)
+    assert split_section(None) == ({}, JOB_DEFAULTS)
+
+
+def test_engines_satisfy_the_protocol(tiny, tiny_dir, tiny_data):
+    model, _ = tiny
+    dirs = _dirs(model, _names(tiny_dir, ["mlp.up_proj"], "last"))
+    built = build_engine({"kind": "reference", "batch_size": 2, "memory_mb": 64}, tiny_dir, tiny_data, dirs)
+    assert built.name == "reference" and built.describe()["batch_size"] == 2  # memory_mb: the fast engine's
+    for engine in (ReferenceEngine(model, tiny_data, dirs), FastEngine(model, tiny_data, dirs), built):
+        assert isinstance(engine, Engine)
+        assert engine.describe()["name"] == engine.name and engine.block_size >= 1
+    assert not isinstance(object(), Engine)
 
 
 def test_weights_bitwise_restored(tiny, tiny_dir, tiny_data):

@@ -96,12 +96,13 @@ def compute_surface(
     n_shards: int = 1,
     label: str = "landscape",
 ) -> Landscape:
-    from llmscape.engine import build_engine
+    from llmscape.engine import build_engine, split_section
 
     evalset = datamod.load_eval_set(data_path)
     directions, dattrs = load_directions(directions_path)
     manifest = read_manifest(model_dir)
-    engine = build_engine(engine_spec, model_dir, evalset, directions)
+    options, job = split_section(engine_spec)  # engine options | job keys (threads, checkpoint_s)
+    engine = build_engine(options, model_dir, evalset, directions)
     provenance = {
         "config": spec,
         "model": manifest,
@@ -120,7 +121,7 @@ def compute_surface(
         provenance,
         shard=shard,
         n_shards=n_shards,
-        checkpoint_s=engine_spec.get("checkpoint_s", 30.0),
+        checkpoint_s=job["checkpoint_s"],
         label=label,
     )
 

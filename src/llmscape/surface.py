@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from llmscape.engine import Engine
 from llmscape.errors import LlmscapeError
 from llmscape.grid import points, shard_indices
 from llmscape.loss import metrics
@@ -72,7 +73,7 @@ def _resume_state(partial: Path, ident: str) -> Landscape | None:
 
 
 def compute_shard(
-    engine,
+    engine: Engine,
     grid_axes: list[np.ndarray],
     n_tokens: np.ndarray,
     out: str | Path,

@@ -36,41 +36,27 @@ from __future__ import annotations
 
 import logging
 import math
-import types
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.func import functional_call
 
 from llmscape import llama
 from llmscape.data import EvalSet
 from llmscape.directions import Direction
+from llmscape.engine import OPTION_DEFAULTS, OPTIONS_OF
 from llmscape.errors import LlmscapeError
 from llmscape.loss import SequenceStats, shifted_targets
 from llmscape.targets import layer_index
 
 log = logging.getLogger("llmscape")
 
-DEFAULTS = {
-    "memory_mb": 2048,
-    "device": "cpu",
-    "dtype": "float32",
-    "stream": False,
-    "offload": None,  # streaming source: disk (cpu compute) / cpu (cuda compute)
-    "max_block": 64,  # most grid points per block
-    "seq_batch": None,  # sequences per forward; None: from the memory budget
-    "head_chunk": None,  # vocabulary rows per head chunk; None: from the memory budget
-    "threads": None,  # torch.set_num_threads, None: leave as is
-    # How a targeted nn.Linear gets its per-point weight: "additive" (x W^T + sum c x D^T,
-    # one extra matmul of n_axes x the work, nothing materialized), "materialize"
-    # (theta* + sum c d written per point into a scratch tensor; costs weight-sized
-    # memory traffic per point, no extra FLOPs), or "auto": additive while a point has
-    # fewer than ``materialize_rows`` token rows per forward, materialize from there on.
-    "linear_mode": "auto",
-    "materialize_rows": 256,
-}
+# The fast engine's options and their defaults (documented in llmscape.engine, their one home).
+DEFAULTS = {k: OPTION_DEFAULTS[k] for k in OPTIONS_OF["fast"]}
 
 
 def is_oom(exc: BaseException) -> bool:
@@ -80,16 +66,44 @@ def is_oom(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and ("out of memory" in msg or "can't allocate memory" in msg)
 
 
+@dataclass(frozen=True)
+class Block:
+    """The grid points one block runs, as the perturbation hooks read them."""
+
+    k: int  # points in the block
+    coeffs: torch.Tensor  # [K, n_axes] float32 on the compute device (a bf16 coefficient would move the point)
+    coeffs_np: np.ndarray  # [K, n_axes] float64
+
+
+@dataclass(eq=False)
+class _SeqBatch:
+    """One sequence batch: its inputs to the per-point layers, and which positions predict which label."""
+
+    seq_ids: torch.Tensor  # rows of the eval set, in batch order
+    mask: torch.Tensor  # [B, T] attention mask
+    b: int
+    t: int  # positions the model runs on (the batch's width - 1)
+    position_ids: torch.Tensor
+    position_embeddings: tuple[torch.Tensor, torch.Tensor]
+    hidden: torch.Tensor  # [B, T, H] entering the start layer (set layer by layer while preparing)
+    pred_index: torch.Tensor  # positions predicting a token, into [B*T]
+    pred_labels: torch.Tensor  # the token each of them predicts
+    pred_seq: torch.Tensor  # the batch row each of them is in
+    embed_delta: torch.Tensor | None = None  # [n_axes, B, T, H]: D_a[ids] when the embedding is perturbed
+    masks: dict[int, object] = field(default_factory=dict)  # causal mask per block size K
+
+
 class _LinearDelta:
     """Forward hook adding sum_a c_pa (x D_a^T + db_a) to an nn.Linear's output, per point."""
 
-    def __init__(self, engine: FastEngine, module: torch.nn.Linear, weight_dirs, bias_dirs):
-        self.engine = engine
+    def __init__(self, module: torch.nn.Linear, weight_dirs, bias_dirs):
         self.module = module
         self.weight_dirs = weight_dirs  # list over axes of [out, in] (CPU float32), or None
         self.bias_dirs = bias_dirs  # list over axes of [out], or None
         self.dcat = None
         self.bcat = None
+        self.block: Block | None = None
+        self.handle = None
 
     def nbytes(self, elt: int) -> int:
         n = sum(d.numel() for d in (self.weight_dirs or [])) + sum(d.numel() for d in (self.bias_dirs or []))
@@ -104,15 +118,21 @@ class _LinearDelta:
     def drop(self) -> None:
         self.dcat = self.bcat = None
 
+    def install(self, block: Block) -> None:
+        self.block = block
+        self.handle = self.module.register_forward_hook(self)
+
+    def remove(self) -> None:
+        self.handle.remove()
+        self.handle = self.block = None
+
     def __call__(self, module, args, out):
-        e = self.engine
         x = args[0]
-        k = e._k_now
-        c = e._c_dev  # [K, n_axes]
+        k = self.block.k
+        c = self.block.coeffs  # [K, n_axes]
         out3 = out.view(k, -1, out.shape[-1])
         if self.dcat is not None:
             x3 = x.reshape(k, -1, x.shape[-1])
-            # coefficients stay float32 (a bf16 coefficient would move the grid point)
             if c.shape[1] == 1:
                 xs = (x3 * c[:, 0].view(k, 1, 1)).to(x.dtype)
             else:
@@ -128,14 +148,15 @@ class _Fallback:
     """Per-point loop over a module whose targeted tensors are not nn.Linear weights.
 
     Each point's tensor theta* + sum_a c_pa d_a is computed as the reference engine
-    computes it, into a fresh tensor swapped into the module for that call only.
+    computes it, into a fresh tensor the module runs with for that call only
+    (``torch.func.functional_call``; the module's own tensors are never written).
     """
 
-    def __init__(self, engine: FastEngine, module: torch.nn.Module, dirs: dict[str, list[torch.Tensor]]):
-        self.engine = engine
+    def __init__(self, module: torch.nn.Module, dirs: dict[str, list[torch.Tensor]]):
         self.module = module
         self.dirs = dirs  # attribute name -> list over axes
         self.dev_dirs: dict[str, list[torch.Tensor]] | None = None
+        self.block: Block | None = None
 
     def nbytes(self, elt: int) -> int:
         return sum(d.numel() for ds in self.dirs.values() for d in ds) * 4
@@ -147,32 +168,33 @@ class _Fallback:
     def drop(self) -> None:
         self.dev_dirs = None
 
-    def install(self) -> None:
-        module, fb = self.module, self
-        original = type(module).forward
+    def install(self, block: Block) -> None:
+        self.block = block
+        self.module.forward = self._per_point  # an instance attribute: shadows the class's forward
 
-        def forward(self_, x, *args, **kwargs):
-            k = fb.engine._k_now
-            coeffs = fb.engine._c_np
-            outs = []
-            saved = {a: self_._parameters[a] for a in fb.dirs}
-            try:
-                for p, xp in enumerate(x.chunk(k, dim=0)):
-                    for a, ds in fb.dev_dirs.items():
-                        w = saved[a].float()
-                        for c, d in zip(coeffs[p], ds, strict=True):
-                            w = torch.add(w, d, alpha=float(c))
-                        self_._parameters[a] = w.to(saved[a].dtype)
-                    outs.append(original(self_, xp, *args, **kwargs))
-            finally:
-                for a, t in saved.items():
-                    self_._parameters[a] = t
-            return torch.cat(outs, dim=0)
-
-        module.forward = types.MethodType(forward, module)
-
-    def uninstall(self) -> None:
+    def remove(self) -> None:
         self.module.__dict__.pop("forward", None)
+        self.block = None
+
+    def _per_point(self, x, *args, **kwargs):
+        module, block = self.module, self.block
+        # functional_call calls the module: let that call reach the class's forward.
+        del module.forward
+        try:
+            outs = []
+            for coeffs, xp in zip(block.coeffs_np, x.chunk(block.k, dim=0), strict=True):
+                tensors = {}
+                for a, ds in self.dev_dirs.items():
+                    own = getattr(module, a)
+                    w = own.float()
+                    for c, d in zip(coeffs, ds, strict=True):
+                        w = torch.add(w, d, alpha=float(c))
+                    tensors[a] = w.to(own.dtype)
+                # tie_weights=False: only the named tensors change (no tied tensor sits in a fallback module)
+                outs.append(functional_call(module, tensors, (xp, *args), kwargs, tie_weights=False))
+        finally:
+            module.forward = self._per_point
+        return torch.cat(outs, dim=0)
 
 
 class FastEngine:
@@ -184,8 +206,6 @@ class FastEngine:
             raise LlmscapeError(f"unknown fast engine option(s) {sorted(unknown)}; known: {sorted(DEFAULTS)}")
         self.options = {**DEFAULTS, **options}
         o = self.options
-        if o["threads"]:
-            torch.set_num_threads(int(o["threads"]))
         from llmscape.engine.streaming import ResidentWeights, StreamedWeights
 
         if isinstance(model, (str, Path)):
@@ -219,9 +239,6 @@ class FastEngine:
         if self.n_axes < 1:
             raise LlmscapeError("the fast engine needs at least one direction")
         self._plan_targets(directions)
-        self._k_now = 1
-        self._c_dev = None
-        self._c_np = None
         self._plan_memory()
         self._prepare_prefix()
 
@@ -282,14 +299,14 @@ class FastEngine:
                     linear.setdefault(id(mod), {})[pname] = dirs
                 else:
                     fallback.setdefault(id(mod), {})[pname] = dirs
-        self.hooks_by_layer: dict[int | None, list] = {}
+        self.hooks_by_layer: dict[int | None, list[_LinearDelta | _Fallback]] = {}
         for key, parts in linear.items():
             mname, mod, li = modules[key]
-            h = _LinearDelta(self, mod, parts.get("weight"), parts.get("bias"))
+            h = _LinearDelta(mod, parts.get("weight"), parts.get("bias"))
             self.hooks_by_layer.setdefault(li, []).append(h)
         for key, parts in fallback.items():
             mname, mod, li = modules[key]
-            self.hooks_by_layer.setdefault(li, []).append(_Fallback(self, mod, parts))
+            self.hooks_by_layer.setdefault(li, []).append(_Fallback(mod, parts))
         self.n_linear = len(linear)
         self.n_fallback = len(fallback)
         self.target_names = names
@@ -352,7 +369,7 @@ class FastEngine:
         lengths = mask_all.sum(dim=1)
         # Longest first, so each sequence batch holds similar lengths (less padding).
         order = torch.argsort(lengths, descending=True, stable=True)
-        self.batches = []
+        self.batches: list[_SeqBatch] = []
         for s0 in range(0, len(self.data), self.seq_batch):
             seq_ids = order[s0 : s0 + self.seq_batch]
             ids, mask = ids_all[seq_ids], mask_all[seq_ids]
@@ -364,66 +381,59 @@ class FastEngine:
             ids, mask = ids[:, :t].to(self.device), mask[:, :t].to(self.device)
             labels, lmask = labels.to(self.device), lmask.to(self.device)
             flat = lmask.reshape(-1).nonzero().squeeze(1)
-            b = ids.shape[0]
             position_ids = llama.position_ids(t, self.device)
-            batch = {
-                "seq_ids": seq_ids.to(self.device),  # rows of the eval set, in batch order
-                "ids": ids,
-                "mask": mask,
-                "b": b,
-                "t": t,
-                "position_ids": position_ids,
-                "pred_index": flat,  # into [B*T]
-                "pred_labels": labels.reshape(-1)[flat],
-                "pred_seq": flat // t,
-                "masks": {},
-            }
             h = self.weights.embed_ids(ids)
-            batch["hidden"] = h
-            batch["position_embeddings"] = self.model.model.rotary_emb(h, position_ids=position_ids)
+            embed_delta = None
             if self.embed_dirs is not None:
-                rows = [F.embedding(ids, d.to(self.device, self.dtype)) for d in self.embed_dirs]
-                batch["embed_delta"] = torch.stack(rows)  # [n_axes, B, T, H]
+                embed_delta = torch.stack([F.embedding(ids, d.to(self.device, self.dtype)) for d in self.embed_dirs])
+            batch = _SeqBatch(
+                seq_ids=seq_ids.to(self.device),
+                mask=mask,
+                b=ids.shape[0],
+                t=t,
+                position_ids=position_ids,
+                position_embeddings=self.model.model.rotary_emb(h, position_ids=position_ids),
+                hidden=h,
+                pred_index=flat,
+                pred_labels=labels.reshape(-1)[flat],
+                pred_seq=flat // t,
+                embed_delta=embed_delta,
+            )
             self.batches.append(batch)
         # Layers before the start layer, layer-major.
         for i in range(self.start_layer):
             self.weights.ensure_layer(i)
             try:
                 for batch in self.batches:
-                    batch["hidden"] = self._layer(i, batch, batch["hidden"], 1)
+                    batch.hidden = self._layer(i, batch, batch.hidden, 1)
             finally:
                 self.weights.release_layer(i)
 
-    def _mask(self, batch: dict, k: int, like: torch.Tensor):
-        if k not in batch["masks"]:
-            mask = batch["mask"].repeat(k, 1)
-            batch["masks"][k] = llama.causal_mask(self.config, like, mask, batch["position_ids"])
-        return batch["masks"][k]
+    def _mask(self, batch: _SeqBatch, k: int, like: torch.Tensor):
+        if k not in batch.masks:
+            mask = batch.mask.repeat(k, 1)
+            batch.masks[k] = llama.causal_mask(self.config, like, mask, batch.position_ids)
+        return batch.masks[k]
 
-    def _layer(self, i: int, batch: dict, hidden: torch.Tensor, k: int) -> torch.Tensor:
+    def _layer(self, i: int, batch: _SeqBatch, hidden: torch.Tensor, k: int) -> torch.Tensor:
         mask = self._mask(batch, k, hidden)
-        return llama.run_layer(self.layers[i], hidden, mask, batch["position_embeddings"], batch["position_ids"])
+        return llama.run_layer(self.layers[i], hidden, mask, batch.position_embeddings, batch.position_ids)
 
     # ------------------------------------------------------------------ hooks
     @contextmanager
-    def _patched(self, layer: int | None):
+    def _patched(self, layer: int | None, block: Block):
         """Perturbation hooks of one layer (None: outside the layers) installed for a block."""
-        handles, installed = [], []
+        installed = []
         hooks = self.hooks_by_layer.get(layer, [])
         try:
             for h in hooks:
                 h.to_device(self.device, self.dtype)
-                if isinstance(h, _LinearDelta):
-                    handles.append(h.module.register_forward_hook(h))
-                else:
-                    h.install()
-                    installed.append(h)
+                h.install(block)
+                installed.append(h)
             yield
         finally:
-            for handle in handles:
-                handle.remove()
             for h in installed:
-                h.uninstall()
+                h.remove()
             if self.weights.streaming:
                 for h in hooks:
                     h.drop()
@@ -433,9 +443,8 @@ class FastEngine:
     def _run_block(self, coeffs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """nll_sum and correct [K, N] for one block of K points."""
         k = len(coeffs)
-        self._k_now = k
-        self._c_np = np.asarray(coeffs, dtype=np.float64)
-        self._c_dev = torch.as_tensor(self._c_np, dtype=torch.float32, device=self.device)
+        c_np = np.asarray(coeffs, dtype=np.float64)
+        block = Block(k, torch.as_tensor(c_np, dtype=torch.float32, device=self.device), c_np)
         groups = [self.batches] if self.weights.streaming else [[b] for b in self.batches]
         n = len(self.data)
         nll = np.zeros((k, n))
@@ -443,45 +452,49 @@ class FastEngine:
         for group in groups:
             hidden = {}
             for batch in group:
-                h = batch["hidden"].repeat(k, 1, 1)
-                if self.embed_dirs is not None:
-                    delta = torch.einsum("ka,abth->kbth", self._c_dev, batch["embed_delta"].float())
-                    h = (h.view(k, batch["b"], batch["t"], -1) + delta).to(self.dtype).reshape(h.shape)
+                h = batch.hidden.repeat(k, 1, 1)
+                if batch.embed_delta is not None:
+                    delta = torch.einsum("ka,abth->kbth", block.coeffs, batch.embed_delta.float())
+                    h = (h.view(k, batch.b, batch.t, -1) + delta).to(self.dtype).reshape(h.shape)
                 hidden[id(batch)] = h
             for i in range(self.start_layer, self.n_layers):
                 self.weights.ensure_layer(i)
                 try:
-                    with self._patched(i):
+                    with self._patched(i, block):
                         for batch in group:
                             hidden[id(batch)] = self._layer(i, batch, hidden[id(batch)], k)
                 finally:
                     self.weights.release_layer(i)
-            with self._patched(None):
+            with self._patched(None, block):
                 rows, labels, owners = [], [], []
                 for batch in group:
                     h = self.model.model.norm(hidden.pop(id(batch)))
-                    b, t = batch["b"], batch["t"]
-                    h = h.reshape(k, b * t, -1)[:, batch["pred_index"]]
+                    h = h.reshape(k, batch.b * batch.t, -1)[:, batch.pred_index]
                     rows.append(h.reshape(-1, h.shape[-1]))
-                    labels.append(batch["pred_labels"].repeat(k))
-                    seq = batch["seq_ids"][batch["pred_seq"]]
+                    labels.append(batch.pred_labels.repeat(k))
+                    seq = batch.seq_ids[batch.pred_seq]
                     pts = torch.arange(k, device=self.device).repeat_interleave(len(seq))
                     owners.append(pts * n + seq.repeat(k))
-                nll_rows, ok_rows = self._head(torch.cat(rows), torch.cat(labels), torch.cat(owners) // n)
+                nll_rows, ok_rows = self._head(torch.cat(rows), torch.cat(labels), torch.cat(owners) // n, block.coeffs)
             owner = torch.cat(owners).cpu()
             for acc, rows_ in ((nll, nll_rows), (correct, ok_rows)):
                 summed = torch.zeros(k * n, dtype=torch.float64).index_add_(0, owner, rows_.double().cpu())
                 acc += summed.numpy().reshape(k, n)
         return nll, correct
 
-    def _head(self, h: torch.Tensor, labels: torch.Tensor, point: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per row: NLL of its label and whether the argmax is the label, vocabulary in chunks."""
+    def _head(
+        self, h: torch.Tensor, labels: torch.Tensor, point: torch.Tensor, coeffs: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per row: NLL of its label and whether the argmax is the label, vocabulary in chunks.
+
+        ``point``: each row's point in the block, whose coefficients are ``coeffs[point]``.
+        """
         vocab = self.weights.head.weight.shape[0]
         r = h.shape[0]
         lses, maxes, argmaxes = [], [], []
         target = torch.empty(r, dtype=torch.float32, device=self.device)
         if self.head_dirs is not None:
-            c = self._c_dev[point]  # [R, n_axes]
+            c = coeffs[point]  # [R, n_axes]
             hs = [(h * c[:, a : a + 1]).to(h.dtype) for a in range(self.n_axes)]
         for v0 in range(0, vocab, self.head_chunk):
             v1 = min(v0 + self.head_chunk, vocab)

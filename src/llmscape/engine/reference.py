@@ -14,6 +14,7 @@ import torch
 
 from llmscape.data import EvalSet
 from llmscape.directions import Direction
+from llmscape.engine import OPTION_DEFAULTS
 from llmscape.loss import SequenceStats, shifted_targets, token_nll_and_correct
 
 
@@ -44,7 +45,13 @@ class PerturbedWeights:
 class ReferenceEngine:
     name = "reference"
 
-    def __init__(self, model: torch.nn.Module, data: EvalSet, directions: list[Direction], batch_size: int = 8):
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        data: EvalSet,
+        directions: list[Direction],
+        batch_size: int = OPTION_DEFAULTS["batch_size"],
+    ):
         self.model = model
         self.device = next(model.parameters()).device
         self.data = data
