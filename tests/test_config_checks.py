@@ -81,13 +81,22 @@ def test_a_grid_too_large_for_memory_is_refused_with_the_size_it_needs():
     check(validated(raw), cuda_available=False, memory_bytes=2**34)  # fits on a bigger machine
 
 
-def test_model_name_is_derived_from_the_source_when_absent():
+def test_model_name_is_derived_from_the_source_when_absent(tmp_path):
     assert model_name("embedded:smollm2-135m-instruct") == "smollm2-135m-instruct"
     assert model_name("/models/my llama/") == "my-llama"
     assert model_name("HuggingFaceTB/SmolLM2-360M") == "SmolLM2-360M"
-    config = validated({"model": {"source": "/data/tiny-gpt2"}, "studies": {"s": study()}})
+    (tmp_path / "tiny-gpt2").mkdir()
+    (tmp_path / "tiny-gpt2/model.safetensors").write_bytes(b"")
+    config = validated({"model": {"source": str(tmp_path / "tiny-gpt2")}, "studies": {"s": study()}})
     check(config, cuda_available=False, memory_bytes=2**34)
     assert config["model"]["name"] == "tiny-gpt2"
+
+
+def test_an_unknown_model_source_is_a_config_error(tmp_path):
+    assert re.search(r"unknown model source '/no/model'", problems({**base(), "model": {"source": "/no/model"}}))
+    (tmp_path / "empty").mkdir()
+    message = problems({**base(), "model": {"source": str(tmp_path / "empty")}})
+    assert "holds no *.safetensors file" in message
 
 
 def test_options_without_effect_are_warned_about_as_written():

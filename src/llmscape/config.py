@@ -17,12 +17,13 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from llmscape.engine import DEFAULT_KIND, OPTION_DEFAULTS, OPTIONS_OF
 from llmscape.errors import LlmscapeError
+from llmscape.models import resolve_source
 
 # Result arrays of one landscape must fit in this fraction of the machine's memory.
 MEMORY_FRACTION = 0.5
-# Options that only act in one mode.
-_ENGINE_FAST_ONLY = ("memory_mb", "stream", "offload", "max_block", "seq_batch", "head_chunk", "linear_mode")
+# Direction options that only act for method: hessian.
 _HESSIAN_ONLY = ("solver", "tol", "max_iter")
 
 
@@ -66,11 +67,12 @@ def ineffective(raw: dict) -> list[str]:
     """Options the user set that do nothing in the mode they chose (config as written, no defaults)."""
     out = []
     engine = raw.get("engine") or {}
-    kind = engine.get("kind", "fast")
-    if kind == "reference":
-        out += [f"engine.{k} has no effect with engine.kind: reference" for k in _ENGINE_FAST_ONLY if k in engine]
-    elif "batch_size" in engine:
-        out.append("engine.batch_size has no effect with engine.kind: fast (it sizes batches from memory_mb)")
+    kind = engine.get("kind", DEFAULT_KIND)
+    out += [
+        f"engine.{k} has no effect with engine.kind: {kind}"
+        for k in engine
+        if k in OPTION_DEFAULTS and k not in OPTIONS_OF[kind]
+    ]
     if "offload" in engine and not engine.get("stream", False):
         out.append("engine.offload has no effect without engine.stream: true")
     data = raw.get("data") or {}
@@ -98,6 +100,7 @@ def check(config: dict, cuda_available=None, memory_bytes: int | None = None) ->
     ``cuda_available`` and ``memory_bytes`` default to this machine's (tests pass their own).
     """
     model = config["model"]
+    resolve_source(model["source"])  # an unknown or incomplete source is a config error
     if not model.get("name"):
         model["name"] = model_name(model["source"])
     problems = []

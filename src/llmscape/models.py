@@ -58,6 +58,17 @@ def resolve_source(source: str) -> dict:
     )
 
 
+def source_files(source: str) -> list[str]:
+    """The local files a source's weights and tokenizer come from (none for a hub id), so that
+    editing them reruns the model's preparation and everything after it."""
+    resolved = resolve_source(source)
+    if resolved["kind"] == "gguf":
+        return [str(Path(resolved["path"]) / resolved["gguf_file"])]
+    if resolved["kind"] == "local":
+        return sorted(str(p) for p in Path(resolved["path"]).iterdir() if p.is_file())
+    return []
+
+
 def dtype_of(name: str) -> torch.dtype:
     if name not in DTYPES:
         raise LlmscapeError(f"dtype must be one of {sorted(DTYPES)}, got {name!r}")

@@ -265,3 +265,33 @@ def weight_spectra(model_dir: str | Path, png: str | Path, pdf: str | Path, csv:
     table = weight_spectra_table(spectra_of(read_tensors(model_dir, [n for n, s in shapes.items() if len(s) == 2])))
     table.to_csv(csv, index=False, float_format="%.6g")
     plot_weight_spectra(table, png, pdf)
+
+
+def render_paper(inputs: dict, config: dict, out: str | Path) -> None:
+    """The write-up from the paper rule's named inputs (workflow/rules/common.smk, paper_inputs):
+    ``template``, ``model``, ``data``, ``weights_csv``, ``weights_png``, ``curvature_table`` (when a
+    study has curvature) and, per study, ``<study>.table``, ``.compare``, ``.landscapes``, ``.pngs``,
+    ``.htmls`` (one each per landscape, in the same order) and ``.curvature`` (its curvature figure)."""
+    from llmscape.paper import render, study_context
+
+    studies = []
+    for name, study in config["studies"].items():
+        files = {kind.removeprefix(f"{name}."): path for kind, path in inputs.items() if kind.startswith(f"{name}.")}
+        figures = [
+            (landscape_title(Landscape.load(h5)), png, html)
+            for h5, png, html in zip(files["landscapes"], files["pngs"], files["htmls"], strict=True)
+        ]
+        studies.append(
+            study_context(
+                name,
+                study,
+                files["table"],
+                files["compare"],
+                figures,
+                Path(out).parent,
+                inputs.get("curvature_table"),
+                files.get("curvature"),
+            )
+        )
+    weights = (inputs["weights_csv"], inputs["weights_png"])
+    render(inputs["template"], out, config, inputs["model"], inputs["data"], studies, weights)

@@ -7,6 +7,7 @@ from llmscape.study import (
     landscape_config,
     landscapes,
 )
+from llmscape.models import source_files
 
 R = f"{config['results']}/{config['model']['name']}"
 MODEL_DIR = f"{R}/model"

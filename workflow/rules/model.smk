@@ -1,4 +1,6 @@
 rule prepare_model:
+    input:
+        source_files(config["model"]["source"]),
     output:
         directory(MODEL_DIR),
     log:
@@ -17,6 +19,7 @@ rule prepare_model:
 rule prepare_data:
     input:
         model=MODEL_DIR,
+        texts=config["data"]["files"] if config["data"]["kind"] == "files" else [],
     output:
         DATA,
     log:
