@@ -9,6 +9,8 @@ stored ids.
 
 from __future__ import annotations
 
+import itertools
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +20,8 @@ import torch
 
 from llmscape import h5io
 from llmscape.errors import LlmscapeError
+
+log = logging.getLogger("llmscape")
 
 DEFAULT_PROMPTS = [
     "Explain recursion in simple terms.",
@@ -41,13 +45,13 @@ class EvalSet:
         return self.input_ids.shape[0]
 
 
-def texts_from_spec(spec: dict) -> list[str]:
-    """The raw texts of a data spec: ``prompts`` (a list) or ``files`` (whole texts)."""
-    kind = spec.get("kind", "prompts")
+def texts_of(data_config: dict) -> list[str]:
+    """The raw texts of the config's ``data`` section: ``prompts`` (a list) or ``files`` (whole texts)."""
+    kind = data_config.get("kind", "prompts")
     if kind == "prompts":
-        texts = list(spec.get("prompts") or DEFAULT_PROMPTS)
+        texts = list(data_config.get("prompts") or DEFAULT_PROMPTS)
     elif kind == "files":
-        texts = [Path(f).read_text(encoding="utf-8") for f in spec["files"]]
+        texts = [Path(f).read_text(encoding="utf-8") for f in data_config["files"]]
     else:
         raise LlmscapeError(f"data.kind must be 'prompts' or 'files', got {kind!r}")
     if not texts:
@@ -60,25 +64,29 @@ def tokenize(texts: list[str], tokenizer, seq_len: int | None = None, max_sequen
 
     Without ``seq_len`` each text is one sequence (prompts). With ``seq_len`` each
     text is tokenized whole and cut into consecutive windows of ``seq_len`` tokens
-    (a short tail of fewer than 2 tokens is dropped: it predicts nothing).
+    (a short tail of fewer than 2 tokens is dropped: it predicts nothing). Windows are
+    taken from the texts in turn (first window of each text, then the second, ...), so
+    ``max_sequences`` draws on every text rather than exhausting the first one. A text
+    shorter than ``seq_len`` is one window of its length, with a warning.
     """
-    pieces: list[list[int]] = []
-    labels: list[str] = []
-    for text in texts:
+    per_text: list[list[list[int]]] = []
+    for i, text in enumerate(texts):
         ids = tokenizer(text, add_special_tokens=True)["input_ids"]
         if seq_len is None:
             if len(ids) < 2:
                 raise LlmscapeError(f"prompt {text!r} tokenizes to {len(ids)} token(s); a loss needs at least 2")
-            pieces.append(ids)
-            labels.append(text)
-        else:
-            for start in range(0, len(ids), seq_len):
-                window = ids[start : start + seq_len]
-                if len(window) >= 2:
-                    pieces.append(window)
-                    labels.append(tokenizer.decode(window))
+            per_text.append([ids])
+            continue
+        if len(ids) < seq_len:
+            log.warning(
+                "data: text %d has %d tokens, fewer than seq_len = %d: one shorter window", i, len(ids), seq_len
+            )
+        windows = [ids[start : start + seq_len] for start in range(0, len(ids), seq_len)]
+        per_text.append([w for w in windows if len(w) >= 2])
+    pieces = [w for round_ in itertools.zip_longest(*per_text) for w in round_ if w is not None]
     if max_sequences is not None:
-        pieces, labels = pieces[:max_sequences], labels[:max_sequences]
+        pieces = pieces[:max_sequences]
+    labels = list(texts)[: len(pieces)] if seq_len is None else [tokenizer.decode(p) for p in pieces]
     if not pieces:
         raise LlmscapeError("data: no sequence of at least 2 tokens could be cut from the texts")
     width = max(len(p) for p in pieces)

@@ -24,15 +24,15 @@ from llmscape.targets import resolve_layer, select
 log = logging.getLogger("llmscape")
 
 
-def prepare_data(model_dir: str | Path, spec: dict, out: str | Path) -> None:
+def prepare_data(model_dir: str | Path, data_config: dict, out: str | Path) -> None:
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    texts = datamod.texts_from_spec(spec)
-    evalset = datamod.tokenize(texts, tokenizer, spec.get("seq_len"), spec.get("max_sequences"))
+    texts = datamod.texts_of(data_config)
+    evalset = datamod.tokenize(texts, tokenizer, data_config.get("seq_len"), data_config.get("max_sequences"))
     first = evalset.input_ids[:, 0]
     attrs = {
-        "spec": spec,
+        "spec": data_config,
         "model_sha256": read_manifest(model_dir)["sha256"],
         "bos_token_id": -1 if tokenizer.bos_token_id is None else tokenizer.bos_token_id,
         "starts_with_bos": bool(tokenizer.bos_token_id is not None and (first == tokenizer.bos_token_id).all()),
@@ -41,22 +41,26 @@ def prepare_data(model_dir: str | Path, spec: dict, out: str | Path) -> None:
     log.info("%d sequences, %d predicted tokens", len(evalset), int(evalset.n_tokens.sum()))
 
 
-def target_names(model_dir: str | Path, spec: dict) -> list[str]:
-    """The parameter names a landscape spec perturbs, resolved against this model."""
-    return select(tensor_shapes(model_dir), spec["tensors"], spec["layer"], n_layers(model_dir), spec["include_1d"])
+def target_names(model_dir: str | Path, job_config: dict) -> list[str]:
+    """The parameter names a job perturbs, resolved against this model.
+
+    ``job_config`` here and below is the resolved config of one landscape or one layer
+    entry's spectrum (llmscape.study.landscape_config / curvature_config)."""
+    c = job_config
+    return select(tensor_shapes(model_dir), c["tensors"], c["layer"], n_layers(model_dir), c["include_1d"])
 
 
-def make_directions(model_dir: str | Path, data_path: str | Path, spec: dict, out: str | Path) -> None:
+def make_directions(model_dir: str | Path, data_path: str | Path, job_config: dict, out: str | Path) -> None:
     """Random or Hessian directions over the landscape's targets, normalized per ``norm``."""
-    names = target_names(model_dir, spec)
+    names = target_names(model_dir, job_config)
     weights = read_tensors(model_dir, names)
-    d = spec["direction"]
-    n_axes = spec["grid"]["dims"]
+    d = job_config["direction"]
+    n_axes = job_config["grid"]["dims"]
     recipe = {
         **d,
         "targets": names,
-        "layer": spec["layer"],
-        "layer_index": resolve_layer(spec["layer"], n_layers(model_dir)),
+        "layer": job_config["layer"],
+        "layer_index": resolve_layer(job_config["layer"], n_layers(model_dir)),
         "n_parameters": int(sum(w.numel() for w in weights.values())),
         "model_sha256": read_manifest(model_dir)["sha256"],
     }
@@ -64,7 +68,7 @@ def make_directions(model_dir: str | Path, data_path: str | Path, spec: dict, ou
     if d["method"] == "hessian":
         from llmscape.curvature import hessian_directions
 
-        model, _ = load_prepared(model_dir, spec["model"]["dtype"])
+        model, _ = load_prepared(model_dir, job_config["model"]["dtype"])
         found = hessian_directions(
             model,
             datamod.load_eval_set(data_path),
@@ -89,8 +93,8 @@ def compute_surface(
     model_dir: str | Path,
     data_path: str | Path,
     directions_path: str | Path,
-    spec: dict,
-    engine_spec: dict,
+    job_config: dict,
+    engine_section: dict,
     out: str | Path,
     shard: int = 0,
     n_shards: int = 1,
@@ -101,10 +105,10 @@ def compute_surface(
     evalset = datamod.load_eval_set(data_path)
     directions, dattrs = load_directions(directions_path)
     manifest = read_manifest(model_dir)
-    options, job = split_section(engine_spec)  # engine options | job keys (threads, checkpoint_s)
+    options, job = split_section(engine_section)  # engine options | job keys (threads, checkpoint_s)
     engine = build_engine(options, model_dir, evalset, directions)
     provenance = {
-        "config": spec,
+        "config": job_config,
         "model": manifest,
         "model_sha256": manifest["sha256"],
         "directions_sha256": directions_sha256(directions),
@@ -115,7 +119,7 @@ def compute_surface(
     }
     return compute_shard(
         engine,
-        grid.axes(spec["grid"]),
+        grid.axes(job_config["grid"]),
         evalset.n_tokens,
         out,
         provenance,
@@ -198,14 +202,14 @@ def compare_study(
     summary_table(list(zip(idents, loaded, strict=True)), radii).to_csv(csv, index=False, float_format="%.6g")
 
 
-def compute_curvature(model_dir: str | Path, data_path: str | Path, spec: dict, out: str | Path) -> None:
+def compute_curvature(model_dir: str | Path, data_path: str | Path, job_config: dict, out: str | Path) -> None:
     """Hessian spectrum (top-k, lambda_min, trace, density) of the loss on one layer entry's targets."""
     from llmscape.curvature import compute_spectrum, save_spectrum
 
-    names = target_names(model_dir, spec)
+    names = target_names(model_dir, job_config)
     manifest = read_manifest(model_dir)
-    c = spec["curvature"]
-    model, _ = load_prepared(model_dir, spec["model"]["dtype"])
+    c = job_config["curvature"]
+    model, _ = load_prepared(model_dir, job_config["model"]["dtype"])
     spectrum = compute_spectrum(
         model,
         datamod.load_eval_set(data_path),
@@ -220,12 +224,12 @@ def compute_curvature(model_dir: str | Path, data_path: str | Path, spec: dict, 
         density_steps=c["density_steps"],
     )
     provenance = {
-        "study": spec["study"],
-        "layer": spec["layer"],
-        "layer_index": resolve_layer(spec["layer"], n_layers(model_dir)),
+        "study": job_config["study"],
+        "layer": job_config["layer"],
+        "layer_index": resolve_layer(job_config["layer"], n_layers(model_dir)),
         "model": manifest,
         "model_sha256": manifest["sha256"],
-        "config": spec,
+        "config": job_config,
         "versions": versions(),
     }
     save_spectrum(out, spectrum, provenance)

@@ -28,7 +28,7 @@ wildcard_constraints:
     n="[0-9]+",
 
 
-def spec_of(wc):
+def landscape_config_of(wc):
     return landscape_config(config, LandscapeSpec(wc.study, wc.layer, wc.direction))
 
 

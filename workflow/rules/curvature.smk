@@ -12,7 +12,7 @@ rule spectrum:
     resources:
         **HEAVY,
     params:
-        spec=lambda wc: curvature_config(config, wc.study, wc.layer),
+        job_config=lambda wc: curvature_config(config, wc.study, wc.layer),
     script:
         "../scripts/spectrum.py"
 

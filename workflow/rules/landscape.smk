@@ -12,7 +12,7 @@ rule directions:
     resources:
         **HEAVY,
     params:
-        spec=spec_of,
+        job_config=landscape_config_of,
     script:
         "../scripts/directions.py"
 
@@ -32,7 +32,7 @@ rule surface:
     resources:
         **HEAVY,
     params:
-        spec=spec_of,
+        job_config=landscape_config_of,
         engine=config["engine"],
     script:
         "../scripts/surface.py"

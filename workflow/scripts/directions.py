@@ -9,7 +9,9 @@ if TYPE_CHECKING:
     from snakemake.script import snakemake
 
 run_job(
-    lambda: make_directions(snakemake.input.model, snakemake.input.data, snakemake.params.spec, snakemake.output[0]),
+    lambda: make_directions(
+        snakemake.input.model, snakemake.input.data, snakemake.params.job_config, snakemake.output[0]
+    ),
     snakemake.log[0],
     snakemake.threads,
 )

@@ -14,7 +14,7 @@ run_job(
         snakemake.input.model,
         snakemake.input.data,
         snakemake.input.directions,
-        snakemake.params.spec,
+        snakemake.params.job_config,
         snakemake.params.engine,
         snakemake.output[0],
         shard=int(wc.k),

@@ -1,7 +1,7 @@
 """The fast grid engine: prefix reuse, batched points, chunked head, layer streaming.
 
 Same numbers as the reference engine (tests/test_engine_fast.py), computed with less
-work (DESIGN.md, "Where the time goes"):
+work:
 
 * Prefix reuse. Let k be the first decoder layer holding a target. The hidden states
   entering layer k do not depend on the grid point; they are computed once per
@@ -210,19 +210,19 @@ class FastEngine:
 
         if isinstance(model, (str, Path)):
             if o["stream"]:
-                self.weights = StreamedWeights(model, o["dtype"], o["device"], o["offload"])
+                self.provider = StreamedWeights(model, o["dtype"], o["device"], o["offload"])
             else:
                 from llmscape.models import load_prepared
 
                 loaded, _ = load_prepared(model, o["dtype"], o["device"])
-                self.weights = ResidentWeights(loaded)
+                self.provider = ResidentWeights(loaded)
         else:
             if o["stream"]:
                 raise LlmscapeError("stream: true needs the model directory, not a loaded model")
-            self.weights = ResidentWeights(model)
-        self.model = self.weights.model
-        self.device = self.weights.device
-        self.dtype = self.weights.dtype
+            self.provider = ResidentWeights(model)
+        self.model = self.provider.model
+        self.device = self.provider.device
+        self.dtype = self.provider.dtype
         self.elt = torch.empty((), dtype=self.dtype).element_size()
         inner = getattr(self.model, "model", None)
         for attr in ("layers", "norm", "rotary_emb", "embed_tokens"):
@@ -250,8 +250,8 @@ class FastEngine:
         missing = [n for n in names if n not in by_name]
         if missing:
             raise LlmscapeError(f"direction tensors not in the model: {missing[:5]}")
-        embed_w = self.weights.embed.weight
-        head_w = self.weights.head.weight
+        embed_w = self.provider.embed.weight
+        head_w = self.provider.head.weight
         self.embed_dirs = None  # list over axes of [V, H]
         self.head_dirs = None
         linear: dict[int, dict] = {}
@@ -277,14 +277,14 @@ class FastEngine:
                 if tuple(d.shape) != tuple(p.shape):
                     raise LlmscapeError(f"direction for {name} has shape {tuple(d.shape)}, weight {tuple(p.shape)}")
             for mname, mod, pname in owner[id(p)]:
-                if p is embed_w and mod is self.weights.embed:
+                if p is embed_w and mod is self.provider.embed:
                     self.embed_dirs = dirs
                     self.start_layer = 0
                     continue
-                if p is head_w and mod is self.weights.head:
+                if p is head_w and mod is self.provider.head:
                     self.head_dirs = dirs
                     continue
-                if mod is self.weights.head or mod is self.weights.embed:
+                if mod is self.provider.head or mod is self.provider.embed:
                     raise LlmscapeError(f"the fast engine cannot perturb {name}; use engine.kind: reference")
                 li = layer_index(mname + "." + pname)
                 if li is None:
@@ -318,17 +318,17 @@ class FastEngine:
         hidden = cfg.hidden_size
         inter = getattr(cfg, "intermediate_size", 4 * hidden)
         heads = cfg.num_attention_heads
-        vocab = self.weights.embed.weight.shape[0]
+        vocab = self.provider.embed.weight.shape[0]
         n_seq, t_max = self.data.input_ids.shape
         n_pred = int(shifted_targets(self.data.input_ids, self.data.attention_mask)[1].sum())
         na = self.n_axes
         avail = budget
         self.layer_mb = None
-        if self.weights.streaming:
+        if self.provider.streaming:
             sizes = []
             for i in range(self.n_layers):
                 extra = sum(h.nbytes(self.elt) for h in self.hooks_by_layer.get(i, []))
-                sizes.append(self.weights.layer_bytes(i) + extra)
+                sizes.append(self.provider.layer_bytes(i) + extra)
             big = int(np.argmax(sizes))
             self.layer_mb = sizes[big] / 2**20
             if sizes[big] >= budget:
@@ -345,7 +345,7 @@ class FastEngine:
         else:
             seq_batch = max(1, min(n_seq, int(0.3 * avail // per_row)))
         self.seq_batch = seq_batch
-        store = 2 * n_seq * t_max * hidden * self.elt if self.weights.streaming else 0
+        store = 2 * n_seq * t_max * hidden * self.elt if self.provider.streaming else 0
         # Head: per point, n_pred rows of logits per chunk (+ scratch).
         per_point = seq_batch * per_row + store
         k = int(0.6 * avail // max(per_point, 1))
@@ -382,7 +382,7 @@ class FastEngine:
             labels, lmask = labels.to(self.device), lmask.to(self.device)
             flat = lmask.reshape(-1).nonzero().squeeze(1)
             position_ids = llama.position_ids(t, self.device)
-            h = self.weights.embed_ids(ids)
+            h = self.provider.embed_ids(ids)
             embed_delta = None
             if self.embed_dirs is not None:
                 embed_delta = torch.stack([F.embedding(ids, d.to(self.device, self.dtype)) for d in self.embed_dirs])
@@ -402,12 +402,12 @@ class FastEngine:
             self.batches.append(batch)
         # Layers before the start layer, layer-major.
         for i in range(self.start_layer):
-            self.weights.ensure_layer(i)
+            self.provider.ensure_layer(i)
             try:
                 for batch in self.batches:
                     batch.hidden = self._layer(i, batch, batch.hidden, 1)
             finally:
-                self.weights.release_layer(i)
+                self.provider.release_layer(i)
 
     def _mask(self, batch: _SeqBatch, k: int, like: torch.Tensor):
         if k not in batch.masks:
@@ -434,7 +434,7 @@ class FastEngine:
         finally:
             for h in installed:
                 h.remove()
-            if self.weights.streaming:
+            if self.provider.streaming:
                 for h in hooks:
                     h.drop()
 
@@ -445,7 +445,7 @@ class FastEngine:
         k = len(coeffs)
         c_np = np.asarray(coeffs, dtype=np.float64)
         block = Block(k, torch.as_tensor(c_np, dtype=torch.float32, device=self.device), c_np)
-        groups = [self.batches] if self.weights.streaming else [[b] for b in self.batches]
+        groups = [self.batches] if self.provider.streaming else [[b] for b in self.batches]
         n = len(self.data)
         nll = np.zeros((k, n))
         correct = np.zeros((k, n))
@@ -458,13 +458,13 @@ class FastEngine:
                     h = (h.view(k, batch.b, batch.t, -1) + delta).to(self.dtype).reshape(h.shape)
                 hidden[id(batch)] = h
             for i in range(self.start_layer, self.n_layers):
-                self.weights.ensure_layer(i)
+                self.provider.ensure_layer(i)
                 try:
                     with self._patched(i, block):
                         for batch in group:
                             hidden[id(batch)] = self._layer(i, batch, hidden[id(batch)], k)
                 finally:
-                    self.weights.release_layer(i)
+                    self.provider.release_layer(i)
             with self._patched(None, block):
                 rows, labels, owners = [], [], []
                 for batch in group:
@@ -489,7 +489,7 @@ class FastEngine:
 
         ``point``: each row's point in the block, whose coefficients are ``coeffs[point]``.
         """
-        vocab = self.weights.head.weight.shape[0]
+        vocab = self.provider.head.weight.shape[0]
         r = h.shape[0]
         lses, maxes, argmaxes = [], [], []
         target = torch.empty(r, dtype=torch.float32, device=self.device)
@@ -498,12 +498,12 @@ class FastEngine:
             hs = [(h * c[:, a : a + 1]).to(h.dtype) for a in range(self.n_axes)]
         for v0 in range(0, vocab, self.head_chunk):
             v1 = min(v0 + self.head_chunk, vocab)
-            w = self.weights.head_rows(v0, v1)
+            w = self.provider.head_rows(v0, v1)
             logits = h @ w.t()
             if self.head_dirs is not None:  # + sum_a (c_a h) D_a^T, no per-point head
                 for ha, d in zip(hs, self.head_dirs, strict=True):
                     logits.addmm_(ha, d[v0:v1].to(self.device, self.dtype).t())
-            bias = getattr(self.weights.head, "bias", None)
+            bias = getattr(self.provider.head, "bias", None)
             if bias is not None:
                 logits += bias[v0:v1]
             logits = logits.float()
@@ -554,7 +554,7 @@ class FastEngine:
             "dtype": str(self.dtype).replace("torch.", ""),
             "memory_mb": o["memory_mb"],
             "stream": bool(o["stream"]),
-            "offload": getattr(self.weights, "offload", None),
+            "offload": getattr(self.provider, "offload", None),
             "block_size": int(self.block_size),
             "block_size_now": int(self._k_limit),
             "seq_batch": int(self.seq_batch),

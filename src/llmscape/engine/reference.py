@@ -56,7 +56,7 @@ class ReferenceEngine:
         self.device = next(model.parameters()).device
         self.data = data
         self.batch_size = batch_size
-        self.weights = PerturbedWeights(model, directions)
+        self.perturbed = PerturbedWeights(model, directions)
         self.block_size = 1
 
     @torch.no_grad()
@@ -85,10 +85,10 @@ class ReferenceEngine:
         nll, correct = [], []
         try:
             for point in np.atleast_2d(coeffs):
-                self.weights.set(point)
+                self.perturbed.set(point)
                 s, c = self._stats_at_current_weights()
                 nll.append(s)
                 correct.append(c)
         finally:
-            self.weights.restore()
+            self.perturbed.restore()
         return SequenceStats(np.stack(nll), np.stack(correct))
