@@ -60,7 +60,6 @@ from llmscape.weight_spectra import WEIGHT_NAME, condition_number, weight_spectr
 log = logging.getLogger("llmscape")
 
 
-
 def lambda_ratio(lambda_max: float, lambda_min: float) -> float:
     """lambda_max / |lambda_min|: how dominant the top curvature is over the most negative one (inf if 0)."""
     return float(lambda_max / abs(lambda_min)) if lambda_min != 0 else float("inf")
