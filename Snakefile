@@ -7,6 +7,7 @@ from snakemake.utils import min_version, validate
 
 from llmscape.config import before_defaults, check
 from llmscape.errors import LlmscapeError
+from llmscape.jobs import failures
 
 min_version("9.0")
 
@@ -54,3 +55,10 @@ rule all:
     default_target: True
     input:
         all_outputs(),
+
+
+# After a failure, the last lines say which job failed and why (not only Snakemake's generic sentence).
+onerror:
+    for line in failures(log):
+        print(line, file=sys.stderr)
+    sys.exit(1)

@@ -136,3 +136,29 @@ def test_a_users_config_replaces_the_default_study(tmp_path):
     out = run_snakemake(tmp_path, "-n").stdout
     assert "smollm2-135m-instruct/landscapes/mine/last-r.h5" in out
     assert "/seed/" not in out and "smollm2-135m/" not in out
+
+
+def test_negative_layer_indices_do_not_start_file_names_with_a_dash(tmp_path):
+    write_config(tmp_path, base(s=study(layers=[-1, "first"], grid={"dims": 1, "points": 3})))
+    out = run_snakemake(tmp_path, "-n").stdout
+    assert "landscapes/s/m1-r.h5" in out and "landscapes/s/first-r.h5" in out
+    assert "/-1" not in out
+
+
+def test_edited_inputs_rerun_what_depends_on_them(tmp_path, tiny_dir):
+    import shutil
+
+    model = shutil.copytree(tiny_dir, tmp_path / "model")
+    text = tmp_path / "corpus.txt"
+    text.write_text("the quick brown fox jumps over the lazy dog. " * 4)
+    data = {"name": "corpus", "kind": "files", "files": [str(text)], "seq_len": 16}
+    write_config(tmp_path, {"model": {"name": "m", "source": str(model)}, "data": data, "studies": {"s": study()}})
+    target = "results/m/data/corpus.h5"
+    run_snakemake(tmp_path, "--cores", "1", target)
+    assert "Nothing to be done" in run_snakemake(tmp_path, "-n", target).stdout
+    text.write_text("a different text now, long enough for one window or two.")
+    rerun = run_snakemake(tmp_path, "-n", target).stdout
+    assert "prepare_data" in rerun and "prepare_model" not in rerun
+    (model / "config.json").write_text((model / "config.json").read_text() + "\n")  # an edit of the weights' dir
+    rerun = run_snakemake(tmp_path, "-n", target).stdout
+    assert "prepare_model" in rerun and "prepare_data" in rerun

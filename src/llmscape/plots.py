@@ -1,8 +1,11 @@
 """Figures: static matplotlib (PNG, PDF; byte-identical across reruns) and plotly HTML.
 
-Losses that overflowed (inf/NaN) or rise far above the minimum are clipped to
-``min + clip`` so one bad corner cannot flatten the rest of the picture; the
-title says how many points were clipped.
+In contour maps and surfaces, losses that overflowed (inf/NaN) or rise far above the
+minimum are clipped to ``min + clip`` so one bad corner cannot flatten the rest of the
+picture; the title says how many points were clipped. 1-D curves are never clipped
+(a clipped curve shows a plateau that is not there): when they span more than ``clip``
+nats the loss axis is logarithmic, and non-finite points are marked on the top edge.
+Contour levels and colour-bar ticks are round numbers. Legends sit outside the axes.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from llmscape.store import Landscape  # noqa: E402
 
@@ -40,26 +44,46 @@ def _save(fig, png: str | Path, pdf: str | Path | None = None) -> None:
     plt.close(fig)
 
 
-def _draw_contour(ax, ls: Landscape, clip: float, title: str) -> None:
+def round_levels(low: float, high: float, n: int = 20) -> np.ndarray:
+    """About ``n`` contour levels at round numbers (steps of 1, 2, 2.5 or 5 x 10^k) covering [low, high]."""
+    if not high > low:
+        high = low + 1e-6 * max(1.0, abs(low))
+    return MaxNLocator(nbins=n, steps=[1, 2, 2.5, 5, 10]).tick_values(low, high)
+
+
+def _draw_contour(ax, ls: Landscape, clip: float, title: str, levels: np.ndarray | None = None) -> None:
+    """Contour map; ``levels`` shared by several panels, else round levels over this map's range."""
     z, n_clipped = clipped(ls.loss, clip)
     a, b = ls.axes
-    levels = np.linspace(z.min(), z.max(), 21) if z.max() > z.min() else 5
-    cs = ax.contourf(b, a, z, levels=levels, cmap="viridis")
+    if levels is None:
+        levels = round_levels(z.min(), z.max())
+    cs = ax.contourf(b, a, z, levels=levels, cmap="viridis", extend="both")
     ax.contour(b, a, z, levels=levels, colors="k", linewidths=0.3)
     ax.plot([0], [0], "r+", markersize=8)
     ax.set_xlabel(BETA)
     ax.set_ylabel(ALPHA)
     ax.set_title(title + (f" ({n_clipped} clipped)" if n_clipped else ""), fontsize=9)
-    ax.figure.colorbar(cs, ax=ax, shrink=0.8)
+    bar = ax.figure.colorbar(cs, ax=ax, shrink=0.8)
+    bar.set_ticks(MaxNLocator(nbins=6, steps=[1, 2, 2.5, 5, 10]).tick_values(levels[0], levels[-1]))
 
 
 def _draw_curve(ax, ls: Landscape, clip: float, title: str) -> None:
-    z, n_clipped = clipped(ls.loss, clip)
-    ax.plot(ls.axes[0], z, "-o", markersize=2)
+    """The loss along one direction, unclipped: log axis when it spans more than ``clip`` nats."""
+    a, z = ls.axes[0], ls.loss
+    finite = np.isfinite(z)
+    ax.plot(a[finite], z[finite], "-o", markersize=2)
     ax.axvline(0, color="r", lw=0.5)
     ax.set_xlabel(ALPHA)
-    ax.set_ylabel("loss")
-    ax.set_title(title + (f" ({n_clipped} clipped)" if n_clipped else ""), fontsize=9)
+    note = ""
+    if finite.any() and z[finite].max() - z[finite].min() > clip and z[finite].min() > 0:
+        ax.set_yscale("log")
+        note = ", log scale"
+    if not finite.all():
+        top = ax.get_ylim()[1]
+        ax.plot(a[~finite], np.full((~finite).sum(), top), "rx", clip_on=False)
+        note += f", {(~finite).sum()} non-finite (x)"
+    ax.set_ylabel("loss" + (" (log scale)" if note.startswith(", log") else ""))
+    ax.set_title(title + (f" ({note[2:]})" if note else ""), fontsize=9)
 
 
 def plot_landscape(ls: Landscape, title: str, png: str | Path, pdf: str | Path, clip: float) -> None:
@@ -83,15 +107,36 @@ def plot_landscape(ls: Landscape, title: str, png: str | Path, pdf: str | Path, 
 
 
 def plot_comparison(
-    panels: list[tuple[str, Landscape]], png: str | Path, pdf: str | Path, clip: float, n_cols: int
+    panels: list[tuple[str, Landscape]],
+    png: str | Path,
+    pdf: str | Path,
+    clip: float,
+    n_cols: int,
+    shared_scale: bool = False,
 ) -> None:
-    """Several landscapes side by side (one contour or curve each), ``n_cols`` per row."""
+    """Several landscapes side by side (one contour or curve each), ``n_cols`` per row.
+
+    With ``shared_scale`` every contour map uses one colour scale (the lowest loss of all
+    panels to that plus ``clip``), so colours compare across panels; otherwise each has its
+    own. The figure's title says which."""
     n_rows = -(-len(panels) // n_cols)
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(4.2 * n_cols, 3.6 * n_rows), squeeze=False)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(4.2 * n_cols, 3.6 * n_rows + 0.4), squeeze=False)
+    maps = [ls for _, ls in panels if len(ls.axes) == 2]
+    levels = None
+    if shared_scale and maps:
+        lows = [clipped(ls.loss, clip)[0].min() for ls in maps]
+        highs = [clipped(ls.loss, clip)[0].max() for ls in maps]
+        levels = round_levels(min(lows), min(max(highs), min(lows) + clip))
     for ax, (title, ls) in zip(axes.ravel(), panels, strict=False):
-        (_draw_curve if len(ls.axes) == 1 else _draw_contour)(ax, ls, clip, title)
+        if len(ls.axes) == 1:
+            _draw_curve(ax, ls, clip, title)
+        else:
+            _draw_contour(ax, ls, clip, title, levels)
     for ax in axes.ravel()[len(panels) :]:
         ax.axis("off")
+    if maps:
+        scale = "one colour scale shared by all maps" if shared_scale else "each map has its own colour scale"
+        fig.suptitle(scale, fontsize=9)
     fig.tight_layout()
     _save(fig, png, pdf)
 
@@ -134,7 +179,7 @@ def plot_spectra(spectra: list, png: str | Path, pdf: str | Path) -> None:
     ax.set_ylim(bottom=1e-8)
     ax.set_xlabel("eigenvalue")
     ax.set_title("spectral density (SLQ)", fontsize=9)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax = axes[1, 1]
     ax.bar(x, [s.ratio if s.ratio is not None else np.nan for _, s in spectra])
     ax.set_title("lambda_max / |lambda_min|", fontsize=9)
@@ -156,6 +201,6 @@ def plot_weight_spectra(table, png: str | Path, pdf: str | Path) -> None:
     axes[1].set_yscale("log")
     for ax in axes:
         ax.set_xlabel("decoder layer")
-    axes[1].legend(fontsize=7, ncol=2)
+    axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     _save(fig, png, pdf)

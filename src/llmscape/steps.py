@@ -170,6 +170,7 @@ def identify(ls: Landscape) -> dict:
     p = ls.attrs["provenance"]
     recipe = p["directions_recipe"]
     return {
+        "model": p["config"]["model"]["name"],
         "study": p["config"]["study"],
         "layer": recipe["layer"],
         "layer_index": recipe["layer_index"],
@@ -184,7 +185,13 @@ def identify(ls: Landscape) -> dict:
 
 
 def compare_study(
-    landscapes: list[str | Path], png: str | Path, pdf: str | Path, csv: str | Path, clip: float, radii: list[float]
+    landscapes: list[str | Path],
+    png: str | Path,
+    pdf: str | Path,
+    csv: str | Path,
+    clip: float,
+    radii: list[float],
+    shared_scale: bool = False,
 ) -> None:
     """One comparison figure (a column per layer, a row per direction) and the summary CSV."""
     from llmscape.plots import plot_comparison
@@ -198,7 +205,7 @@ def compare_study(
         range(len(loaded)), key=lambda k: (directions.index(idents[k]["direction"]), layers.index(idents[k]["layer"]))
     )
     panels = [(f"{idents[k]['layer']} · {idents[k]['direction']}", loaded[k]) for k in order]
-    plot_comparison(panels, png, pdf, clip, n_cols=len(layers))
+    plot_comparison(panels, png, pdf, clip, n_cols=len(layers), shared_scale=shared_scale)
     summary_table(list(zip(idents, loaded, strict=True)), radii).to_csv(csv, index=False, float_format="%.6g")
 
 

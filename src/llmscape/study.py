@@ -8,8 +8,24 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class LandscapeSpec:
     study: str
-    layer: str  # symbolic position as written in the config: first/middle/last/all/<index>
+    layer: str  # the layer position as it appears in file names (``layer_token``)
     direction: str  # key of the study's ``directions``
+
+
+def layer_token(position: str | int) -> str:
+    """A layer position (first/middle/last/all/<index>) as written in file names: as in the
+    config, except that a negative index -k becomes ``m<k>``, so no file name starts with a dash."""
+    pos = str(position)
+    return f"m{pos[1:]}" if pos.startswith("-") else pos
+
+
+def layer_position(token: str) -> str:
+    """The config's layer position of a file-name token (inverse of ``layer_token``)."""
+    return f"-{token[1:]}" if token.startswith("m") and token[1:].isdigit() else token
+
+
+def layer_tokens(config: dict, study: str) -> list[str]:
+    return [layer_token(p) for p in config["studies"][study]["layers"]]
 
 
 def landscapes(config: dict, study: str | None = None) -> list[LandscapeSpec]:
@@ -20,18 +36,19 @@ def landscapes(config: dict, study: str | None = None) -> list[LandscapeSpec]:
             continue
         for layer in s["layers"]:
             for direction in s["directions"]:
-                out.append(LandscapeSpec(sname, str(layer), direction))
+                out.append(LandscapeSpec(sname, layer_token(layer), direction))
     return out
 
 
 def target_config(config: dict, study: str, layer: str) -> dict:
-    """What selects and evaluates one layer entry's targets (model, data, tensors)."""
+    """What selects and evaluates one layer entry's targets (model, data, tensors); ``layer`` is
+    the entry's file-name token, stored as the config's position."""
     s = config["studies"][study]
     return {
         "model": config["model"],
         "data": config["data"],
         "study": study,
-        "layer": layer,
+        "layer": layer_position(layer),
         "tensors": s["tensors"],
         "include_1d": s["include_1d"],
     }

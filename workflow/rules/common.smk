@@ -6,6 +6,7 @@ from llmscape.study import (
     curvature_studies,
     landscape_config,
     landscapes,
+    layer_tokens,
 )
 from llmscape.models import source_files
 
@@ -22,7 +23,7 @@ LIGHT = {"mem_mb": 2000, "runtime": 10}
 
 wildcard_constraints:
     study="[A-Za-z0-9][A-Za-z0-9_-]*",
-    layer="first|middle|last|all|-?[0-9]+",
+    layer="first|middle|last|all|m?[0-9]+",
     direction="[A-Za-z0-9][A-Za-z0-9_]*",
     k="[0-9]+",
     n="[0-9]+",

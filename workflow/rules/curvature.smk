@@ -21,7 +21,7 @@ rule curvature_figure:
     input:
         lambda wc: expand(
             f"{R}/spectra/{wc.study}/{{layer}}.h5",
-            layer=config["studies"][wc.study]["layers"],
+            layer=layer_tokens(config, wc.study),
         ),
     output:
         png=report(
@@ -46,7 +46,7 @@ rule curvature_table:
         [
             f"{R}/spectra/{study}/{layer}.h5"
             for study in curvature_studies(config)
-            for layer in config["studies"][study]["layers"]
+            for layer in layer_tokens(config, study)
         ],
     output:
         report(

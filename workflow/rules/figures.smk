@@ -48,5 +48,6 @@ rule compare_study:
     params:
         clip=config["figures"]["clip"],
         radii=config["figures"]["radii"],
+        shared_scale=config["figures"]["shared_scale"],
     script:
         "../scripts/compare_study.py"

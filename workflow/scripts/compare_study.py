@@ -10,7 +10,9 @@ if TYPE_CHECKING:
 
 out, params = snakemake.output, snakemake.params
 run_job(
-    lambda: compare_study(list(snakemake.input), out.png, out.pdf, out.csv, params.clip, params.radii),
+    lambda: compare_study(
+        list(snakemake.input), out.png, out.pdf, out.csv, params.clip, params.radii, params.shared_scale
+    ),
     snakemake.log[0],
     snakemake.threads,
 )
