@@ -162,3 +162,12 @@ def test_edited_inputs_rerun_what_depends_on_them(tmp_path, tiny_dir):
     (model / "config.json").write_text((model / "config.json").read_text() + "\n")  # an edit of the weights' dir
     rerun = run_snakemake(tmp_path, "-n", target).stdout
     assert "prepare_model" in rerun and "prepare_data" in rerun
+
+
+def test_weight_spectra_can_be_switched_off(tmp_path):
+    raw = base(s=study(layers=["last"], grid={"dims": 1, "points": 3}))
+    write_config(tmp_path, raw)
+    assert re.search(r"^weight_spectra\s+1", run_snakemake(tmp_path, "-n").stdout, re.M)
+    write_config(tmp_path, {**raw, "weight_spectra": {"enabled": False}})
+    out = run_snakemake(tmp_path, "-n").stdout
+    assert "weight_spectra" not in out and re.search(r"^paper\s+1", out, re.M)

@@ -89,7 +89,7 @@ def render(
     model_dir: str | Path,
     data_path: str | Path,
     studies: list[dict],
-    weight_spectra: tuple[str | Path, str | Path],
+    weight_spectra: tuple[str | Path, str | Path] | None,
 ) -> None:
     """Render ``template`` (Markdown with Jinja2) to a standalone HTML page at ``out``."""
     evalset = datamod.load_eval_set(data_path)
@@ -104,7 +104,7 @@ def render(
         "model": read_manifest(model_dir),
         "data": {"texts": evalset.texts, "n_sequences": len(evalset), "n_tokens": int(evalset.n_tokens.sum())},
         "studies": {s["name"]: s for s in studies},
-        "weights": _weights_context(*weight_spectra),
+        "weights": _weights_context(*weight_spectra) if weight_spectra else None,
         "versions": versions(),
     }
     text = env.get_template(Path(template).name).render(**context)

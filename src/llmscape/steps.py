@@ -148,12 +148,12 @@ def merge_shards(shards: list[str | Path], out: str | Path) -> None:
 
 
 def landscape_title(ls: Landscape) -> str:
+    """Model, study, layer entry and direction of a landscape, for figure titles."""
     p = ls.attrs["provenance"]
     recipe = p["directions_recipe"]
     where = "all layers" if recipe["layer_index"] is None else f"layer {recipe['layer_index']}"
-    return (
-        f"{p['config']['study']}: {recipe['layer']} ({where}), {recipe['name']} ({recipe['method']}, {recipe['norm']})"
-    )
+    model, study = p["config"]["model"]["name"], p["config"]["study"]
+    return f"{model} {study}: {recipe['layer']} ({where}), {recipe['name']} ({recipe['method']}, {recipe['norm']})"
 
 
 def render_landscape(landscape: str | Path, png: str | Path, pdf: str | Path, html: str | Path, clip: float) -> None:
@@ -280,8 +280,8 @@ def weight_spectra(model_dir: str | Path, png: str | Path, pdf: str | Path, csv:
 
 def render_paper(inputs: dict, config: dict, out: str | Path) -> None:
     """The write-up from the paper rule's named inputs (workflow/rules/common.smk, paper_inputs):
-    ``template``, ``model``, ``data``, ``weights_csv``, ``weights_png``, ``curvature_table`` (when a
-    study has curvature) and, per study, ``<study>.table``, ``.compare``, ``.landscapes``, ``.pngs``,
+    ``template``, ``model``, ``data``, ``weights_csv`` and ``weights_png`` (when weight spectra are
+    enabled), ``curvature_table`` (when a study has curvature) and, per study, ``<study>.table``, ``.compare``, ``.landscapes``, ``.pngs``,
     ``.htmls`` (one each per landscape, in the same order) and ``.curvature`` (its curvature figure)."""
     from llmscape.paper import render, study_context
 
@@ -304,5 +304,5 @@ def render_paper(inputs: dict, config: dict, out: str | Path) -> None:
                 files.get("curvature"),
             )
         )
-    weights = (inputs["weights_csv"], inputs["weights_png"])
+    weights = (inputs["weights_csv"], inputs["weights_png"]) if "weights_csv" in inputs else None
     render(inputs["template"], out, config, inputs["model"], inputs["data"], studies, weights)

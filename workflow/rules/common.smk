@@ -70,7 +70,11 @@ def all_outputs():
     curvature = curvature_outputs() + [
         f"{R}/figures/{study}/curvature.pdf" for study in curvature_studies(config)
     ]
-    weights = [f"{R}/figures/weight_spectra.png", f"{R}/tables/weight_spectra.csv"]
+    weights = (
+        [f"{R}/figures/weight_spectra.png", f"{R}/tables/weight_spectra.csv"]
+        if config["weight_spectra"]["enabled"]
+        else []
+    )
     return per_landscape + per_study + curvature + weights + [PAPER]
 
 
@@ -81,9 +85,10 @@ def paper_inputs(wc):
         "template": f"{workflow.basedir}/paper/paper.md.j2",
         "model": MODEL_DIR,
         "data": DATA,
-        "weights_csv": f"{R}/tables/weight_spectra.csv",
-        "weights_png": f"{R}/figures/weight_spectra.png",
     }
+    if config["weight_spectra"]["enabled"]:
+        inputs["weights_csv"] = f"{R}/tables/weight_spectra.csv"
+        inputs["weights_png"] = f"{R}/figures/weight_spectra.png"
     if curvature_studies(config):
         inputs["curvature_table"] = f"{R}/tables/curvature.csv"
     for study in config["studies"]:
