@@ -1,5 +1,8 @@
 # Paths and config lookups shared by the rules. Everything a model produces lives
 # under results/<model name>/, so several model configs can share one results/.
+import errno
+import os
+
 from llmscape.study import (
     LandscapeSpec,
     curvature_config,
@@ -9,6 +12,7 @@ from llmscape.study import (
     layer_tokens,
 )
 from llmscape.models import source_files
+from llmscape.steps import hessian_estimate, surface_estimate
 
 R = f"{config['results']}/{config['model']['name']}"
 MODEL_DIR = f"{R}/model"
@@ -18,6 +22,8 @@ FIGURE = f"{R}/figures/{{study}}/{{layer}}-{{direction}}"
 PAPER = f"{R}/paper/index.html"
 ENV = "../../envs/llmscape.yaml"
 HEAVY = config["resources"]
+# Memory of a job with no estimate of its own (model preparation, weight spectra).
+DEFAULT_MEM_MB = 4000
 LIGHT = {"mem_mb": 2000, "runtime": 10}
 
 
@@ -27,6 +33,26 @@ wildcard_constraints:
     direction="[A-Za-z0-9][A-Za-z0-9_]*",
     k="[0-9]+",
     n="[0-9]+",
+
+
+def heavy_resources(estimate=None):
+    """A heavy job's resources: the config's, with mem_mb from the job's cost estimate
+    (llmscape.steps.*_estimate(model, data, job_config)) when the config leaves it null.
+    """
+    if HEAVY["mem_mb"] is not None:
+        return {**HEAVY}
+    if estimate is None:
+        return {**HEAVY, "mem_mb": DEFAULT_MEM_MB}
+
+    def mem_mb(wc, input):
+        for path in (input.model, input.data):
+            if not os.path.exists(
+                path
+            ):  # not made yet: Snakemake shows <TBD> and asks again later
+                raise FileNotFoundError(errno.ENOENT, "not made yet", path)
+        return estimate(str(input.model), str(input.data), wc).mem_mb
+
+    return {**HEAVY, "mem_mb": mem_mb}
 
 
 def landscape_config_of(wc):

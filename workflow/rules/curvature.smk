@@ -6,11 +6,17 @@ rule spectrum:
         f"{R}/spectra/{{study}}/{{layer}}.h5",
     log:
         f"{R}/logs/spectra/{{study}}/{{layer}}.log",
+    benchmark:
+        f"{R}/benchmarks/spectra/{{study}}/{{layer}}.tsv"
     conda:
         ENV
     threads: config["engine"]["threads"]
     resources:
-        **HEAVY,
+        **heavy_resources(
+            lambda model, data, wc: hessian_estimate(
+                model, data, curvature_config(config, wc.study, wc.layer)
+            )
+        ),
     params:
         job_config=lambda wc: curvature_config(config, wc.study, wc.layer),
     script:
@@ -86,6 +92,6 @@ rule weight_spectra:
         ENV
     threads: 1
     resources:
-        **HEAVY,
+        **heavy_resources(),
     script:
         "../scripts/weight_spectra.py"

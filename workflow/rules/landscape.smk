@@ -6,11 +6,17 @@ rule directions:
         f"{R}/directions/{{study}}/{{layer}}-{{direction}}.h5",
     log:
         f"{R}/logs/directions/{{study}}/{{layer}}-{{direction}}.log",
+    benchmark:
+        f"{R}/benchmarks/directions/{{study}}/{{layer}}-{{direction}}.tsv"
     conda:
         ENV
     threads: 1
     resources:
-        **HEAVY,
+        **heavy_resources(
+            lambda model, data, wc: hessian_estimate(
+                model, data, landscape_config_of(wc)
+            )
+        ),
     params:
         job_config=landscape_config_of,
     script:
@@ -26,11 +32,17 @@ rule surface:
         f"{R}/landscapes/{{study}}/{{layer}}-{{direction}}/shard-{{k}}-of-{{n}}.h5",
     log:
         f"{R}/logs/surface/{{study}}/{{layer}}-{{direction}}/shard-{{k}}-of-{{n}}.log",
+    benchmark:
+        f"{R}/benchmarks/surface/{{study}}/{{layer}}-{{direction}}/shard-{{k}}-of-{{n}}.tsv"
     conda:
         ENV
     threads: config["engine"]["threads"]
     resources:
-        **HEAVY,
+        **heavy_resources(
+            lambda model, data, wc: surface_estimate(
+                model, data, landscape_config_of(wc), config["engine"]
+            )
+        ),
     params:
         job_config=landscape_config_of,
         engine=config["engine"],

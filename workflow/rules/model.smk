@@ -5,11 +5,13 @@ rule prepare_model:
         directory(MODEL_DIR),
     log:
         f"{R}/logs/prepare_model.log",
+    benchmark:
+        f"{R}/benchmarks/prepare_model.tsv"
     conda:
         ENV
     threads: 2
     resources:
-        **HEAVY,
+        **heavy_resources(),
     params:
         model=config["model"],
     script:
