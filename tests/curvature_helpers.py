@@ -1,4 +1,4 @@
-"""A tiny float64 Llama and its exact Hessian, the ground truth of the curvature tests.
+"""A tiny float64 Llama and its exact Hessian, the ground truth of the curvature tests (``exact_hessian``: any family).
 
 The reference loss here is written independently of ``llmscape.curvature``: the model's
 own forward (``functional_call`` with the target swapped in), full logits and
@@ -65,6 +65,19 @@ def reference_loss(model, data, name):
     return loss
 
 
+def exact_hessian(model, data, name) -> dict:
+    """The exact Hessian H of the landscape loss w.r.t. one tensor of any causal LM, and its eigenpairs by |lambda|.
+
+    Keys: H, flat (the tensor, flattened), ref (the loss as a function of flat), values, vectors.
+    """
+    flat = dict(model.named_parameters())[name].detach().reshape(-1).clone()
+    ref = reference_loss(model, data, name)
+    hessian = torch.autograd.functional.hessian(ref, flat, vectorize=True).detach()
+    values, vectors = np.linalg.eigh(hessian.numpy())
+    order = np.argsort(-np.abs(values))
+    return {"H": hessian, "flat": flat, "ref": ref, "values": values[order], "vectors": vectors[:, order]}
+
+
 @functools.cache
 def exact_problem() -> dict:
     """Model, data, exact Hessian H of the target, and its eigendecomposition by |lambda|.
@@ -72,20 +85,7 @@ def exact_problem() -> dict:
     Built once per session and shared by the test modules; nothing here is modified by them.
     """
     model, data = tiny_model(), tiny_data()
-    flat = dict(model.named_parameters())[TARGET].detach().reshape(-1).clone()
-    ref = reference_loss(model, data, TARGET)
-    hessian = torch.autograd.functional.hessian(ref, flat, vectorize=True).detach()
-    values, vectors = np.linalg.eigh(hessian.numpy())
-    order = np.argsort(-np.abs(values))
-    return {
-        "model": model,
-        "data": data,
-        "H": hessian,
-        "flat": flat,
-        "ref": ref,
-        "values": values[order],
-        "vectors": vectors[:, order],
-    }
+    return {"model": model, "data": data, **exact_hessian(model, data, TARGET)}
 
 
 def operator(problem, **kwargs) -> HessianOperator:

@@ -8,6 +8,7 @@ with any thread count, and does not depend on which other tensors are targeted.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Collection
 from pathlib import Path
 
 import numpy as np
@@ -34,11 +35,13 @@ def gaussian(shapes: dict[str, tuple[int, ...]], seed: int, axis: int) -> Direct
     }
 
 
-def normalize(direction: Direction, weights: Direction, norm: str) -> Direction:
+def normalize(direction: Direction, weights: Direction, norm: str, transposed: Collection[str] = ()) -> Direction:
     """Rescale a direction to the weights' scale (Li et al. 2018 and variants).
 
-    filter: each output row (dim 0) of a matrix gets the norm of the same row of the
-            weights; 1-D tensors are treated as one row.
+    filter: each output unit (filter) of a matrix gets the norm of the same unit of the
+            weights: row i (dim 0) of an nn.Linear weight [out, in], column i of the
+            matrices named in ``transposed`` (transformers' Conv1D, GPT-2: stored [in, out],
+            llmscape.architecture.Layout.transposed); 1-D tensors are treated as one unit.
     layer:  each tensor gets the norm of its weight tensor.
     model:  the whole direction gets the norm of all targeted weights together.
     none:   unchanged.
@@ -57,18 +60,27 @@ def normalize(direction: Direction, weights: Direction, norm: str) -> Direction:
         w = weights[name].double()
         dd = d.double()
         if norm == "filter" and dd.dim() >= 2:
+            flip = name in transposed
+            if flip:  # output units as rows
+                w, dd = w.t(), dd.t()
             wn = w.reshape(w.shape[0], -1).norm(dim=1)
             dn = dd.reshape(dd.shape[0], -1).norm(dim=1)
             scale = (wn / dn.clamp_min(1e-30)).reshape(-1, *([1] * (dd.dim() - 1)))
+            if flip:
+                out[name] = (dd * scale).t().contiguous().float()
+                continue
         else:
             scale = w.norm() / dd.norm().clamp_min(1e-30)
         out[name] = (dd * scale).float()
     return out
 
 
-def random_directions(weights: Direction, n_axes: int, seed: int, norm: str) -> list[Direction]:
+def random_directions(
+    weights: Direction, n_axes: int, seed: int, norm: str, transposed: Collection[str] = ()
+) -> list[Direction]:
+    """Gaussian directions over ``weights``' tensors, normalized per ``norm`` (``transposed``: see ``normalize``)."""
     shapes = {n: tuple(w.shape) for n, w in weights.items()}
-    return [normalize(gaussian(shapes, seed, axis), weights, norm) for axis in range(n_axes)]
+    return [normalize(gaussian(shapes, seed, axis), weights, norm, transposed) for axis in range(n_axes)]
 
 
 def directions_sha256(directions: list[Direction]) -> str:

@@ -108,12 +108,23 @@ def weights_sha256(model_dir: str | Path) -> str:
 
 
 def prepare_model(source: str, out_dir: str | Path, dtype: str = "float32", trust_remote_code: bool = False) -> dict:
-    """Convert any source into ``out_dir`` (safetensors, tokenizer, manifest.json)."""
+    """Convert any source into ``out_dir`` (safetensors, tokenizer, manifest.json).
+
+    The safetensors hold the loaded model's parameters under their own names; a model that
+    is not a decoder-only causal LM is refused (llmscape.architecture.check_causal) before
+    anything is written.
+    """
+    from llmscape.architecture import check_causal
+
     resolved = resolve_source(source)
     model, tokenizer = _from_pretrained(resolved, dtype_of(dtype), trust_remote_code)
+    check_causal(model.eval())
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out_dir, safe_serialization=True)
+    # Under the loaded model's own parameter names: by default transformers 5 writes the names of
+    # the family's original checkpoints back (GPT-NeoX: lm_head -> embed_out), and every later
+    # step names tensors as the loaded model does (targets, directions, engines).
+    model.save_pretrained(out_dir, safe_serialization=True, save_original_format=False)
     tokenizer.save_pretrained(out_dir)
     manifest = {
         "source": source,
@@ -139,14 +150,18 @@ def load_prepared(
 
     ``eager`` attention by default: PyTorch's CPU SDPA kernel has no double backward,
     which Hessian work needs, and one implementation everywhere keeps results comparable.
+    A model that is not causal (llmscape.architecture.check_causal) is refused.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from llmscape.architecture import check_causal
 
     model = AutoModelForCausalLM.from_pretrained(
         model_dir, dtype=dtype_of(dtype), attn_implementation=attn_implementation, use_safetensors=True
     )
     model.to(device).eval()
     model.requires_grad_(False)
+    check_causal(model)
     return model, AutoTokenizer.from_pretrained(model_dir)
 
 
@@ -178,4 +193,7 @@ def read_tensors(model_dir: str | Path, names: list[str]) -> dict[str, torch.Ten
 
 
 def n_layers(model_dir: str | Path) -> int:
-    return int(json.loads((Path(model_dir) / "config.json").read_text())["num_hidden_layers"])
+    """Decoder layers of a prepared model: its config's ``num_hidden_layers`` (GPT-2's ``n_layer`` maps to it)."""
+    from transformers import AutoConfig
+
+    return int(AutoConfig.from_pretrained(model_dir).num_hidden_layers)

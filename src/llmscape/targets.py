@@ -3,6 +3,10 @@
 A study names tensors by regular expression (``mlp.up_proj``) and decoder layers by
 symbolic position (``first``, ``middle``, ``last``, an index, or ``all``), so one config
 serves models of any depth. Positions are resolved against the model at run time.
+
+Where the decoder layers are is found from the names (llmscape.architecture.layer_prefix):
+``model.layers.<i>.`` (Llama, Qwen, Mistral, Gemma, Phi, OLMo), ``transformer.h.<i>.``
+(GPT-2), ``gpt_neox.layers.<i>.``, ``model.decoder.layers.<i>.`` (OPT), ...
 """
 
 from __future__ import annotations
@@ -10,9 +14,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from llmscape.architecture import layer_prefix
 from llmscape.errors import LlmscapeError
 
-_LAYER = re.compile(r"(?:^|\.)layers\.(\d+)\.(.+)$")
+# without a known prefix: the first numbered component of a name is its layer
+_FIRST_NUMBERED = re.compile(r"\.(\d+)\.(.+)$")
 
 
 def resolve_layer(position: str | int, n_layers: int) -> int | None:
@@ -32,10 +38,23 @@ def resolve_layer(position: str | int, n_layers: int) -> int | None:
     return idx % n_layers
 
 
-def layer_index(name: str) -> int | None:
-    """The decoder layer a parameter belongs to, or None (embeddings, final norm, head)."""
-    m = _LAYER.search(name)
-    return int(m.group(1)) if m else None
+def _within(name: str, prefix: str | None) -> tuple[int, str] | None:
+    """(layer index, name within the layer), or None outside the layers."""
+    if prefix is None:
+        m = _FIRST_NUMBERED.search(name)
+    else:
+        m = re.match(re.escape(prefix) + r"\.(\d+)\.(.+)$", name)
+    return (int(m.group(1)), m.group(2)) if m else None
+
+
+def layer_index(name: str, prefix: str | None = None) -> int | None:
+    """The decoder layer a parameter belongs to, or None (embeddings, final norm, head).
+
+    ``prefix``: the layers' name prefix (``transformer.h``); without it, the first numbered
+    component of the name.
+    """
+    s = _within(name, prefix)
+    return None if s is None else s[0]
 
 
 def select(
@@ -44,15 +63,25 @@ def select(
     layer: str | int,
     n_layers: int,
     include_1d: bool = False,
+    prefix: str | None = None,
 ) -> list[str]:
     """Parameter names matching any pattern within the chosen layer (or anywhere for ``all``).
 
-    Within a layer a pattern is searched in the name after ``layers.<i>.``; with
+    Within a layer a pattern is searched in the name after ``<prefix>.<i>.``; with
     ``all`` it is searched in the whole name. 1-D tensors (norms, biases) are
-    skipped unless ``include_1d``.
+    skipped unless ``include_1d``. ``prefix`` (``model.layers``, ``transformer.h``) is
+    found from the names when not given.
     """
     patterns = list(patterns)
     idx = resolve_layer(layer, n_layers)
+    if idx is not None and prefix is None:
+        prefix = layer_prefix(shapes, n_layers)
+        if prefix is None:
+            examples = ", ".join(list(shapes)[:6])
+            raise LlmscapeError(
+                f"cannot tell where the {n_layers} decoder layers are: no name prefix is followed by every index "
+                f"0..{n_layers - 1}; names look like: {examples}"
+            )
     chosen = []
     for name, shape in shapes.items():
         if len(shape) < 2 and not include_1d:
@@ -60,10 +89,10 @@ def select(
         if idx is None:
             subject = name
         else:
-            m = _LAYER.search(name)
-            if not m or int(m.group(1)) != idx:
+            within = _within(name, prefix)
+            if within is None or within[0] != idx:
                 continue
-            subject = m.group(2)
+            subject = within[1]
         if any(re.search(p, subject) for p in patterns):
             chosen.append(name)
     if not chosen:

@@ -1,12 +1,21 @@
 """Singular values of the weight matrices themselves (not of the loss's Hessian).
 
-For a decoder layer's attention or MLP matrix W (q/k/v/o, gate/up/down), its singular
-values sigma_1 >= ... >= sigma_r (r = min of its two sizes) and its condition number
+For every 2-D weight W inside a decoder layer (attention and MLP matrices: q/k/v/o and
+gate/up/down in Llama, ``attn.c_attn`` / ``mlp.c_fc`` in GPT-2, ``attention.query_key_value``
+in GPT-NeoX, ...), its singular values sigma_1 >= ... >= sigma_r (r = min of its two sizes)
+and its condition number
 
     kappa(W) = sigma_max / sigma_min     (inf when W is rank deficient),
 
-computed in float64 whatever the weights' dtype. A spectrum file also stores these for
-its targeted matrices (``llmscape.curvature.spectrum``).
+computed in float64 whatever the weights' dtype. Singular values do not depend on the
+orientation, so a Conv1D weight stored [in, out] (GPT-2) needs no transpose. A fused matrix
+(GPT-2's ``c_attn``, GPT-NeoX's ``query_key_value``, Phi3's ``qkv_proj``: q, k and v stacked)
+is reported as the one matrix it is, not split per projection. A spectrum file also stores
+these for its targeted matrices (``llmscape.curvature.spectrum``).
+
+The matrices are found by name: a weight ``<prefix>.<i>.<matrix>.weight`` with ``prefix`` the
+decoder layers' (``model.layers``, ``transformer.h``; llmscape.architecture.layer_prefix), or,
+without a prefix, the first numbered component of the name.
 """
 
 from __future__ import annotations
@@ -18,6 +27,7 @@ import torch
 
 from llmscape.errors import LlmscapeError
 
+# The Llama family's matrices, for reference (every family's 2-D layer weights are found by WEIGHT_NAME).
 WEIGHT_MATRICES = (
     "self_attn.q_proj",
     "self_attn.k_proj",
@@ -27,19 +37,45 @@ WEIGHT_MATRICES = (
     "mlp.up_proj",
     "mlp.down_proj",
 )
-# a decoder layer's attention/MLP matrix; groups: layer index, matrix kind
-WEIGHT_NAME = re.compile(r"layers\.(\d+)\.(" + "|".join(re.escape(m) for m in WEIGHT_MATRICES) + r")\.weight$")
+# a weight inside a numbered module (a decoder layer); groups: layer index, matrix name within the layer
+WEIGHT_NAME = re.compile(r"\.(\d+)\.(.+)\.weight$")
 
 
-def weight_spectra(source: torch.nn.Module | dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
-    """Singular values (descending, float64) of every decoder layer's q/k/v/o and gate/up/down matrices."""
-    tensors = dict(source.named_parameters()) if isinstance(source, torch.nn.Module) else source
-    out = {}
-    for name, t in tensors.items():
-        if WEIGHT_NAME.search(name) and t.dim() == 2:
-            out[name] = torch.linalg.svdvals(t.detach().to(torch.float64)).numpy()
+def _parse(name: str, prefix: str | None) -> tuple[int, str] | None:
+    if prefix is None:
+        m = WEIGHT_NAME.search(name)
+    else:
+        m = re.match(re.escape(prefix) + r"\.(\d+)\.(.+)\.weight$", name)
+    return (int(m.group(1)), m.group(2)) if m else None
+
+
+def layer_matrices(shapes: dict[str, tuple[int, ...]], prefix: str | None = None) -> list[str]:
+    """The names of the 2-D weights inside decoder layers (embedding and head excluded)."""
+    return [n for n, s in shapes.items() if len(s) == 2 and _parse(n, prefix) is not None]
+
+
+def weight_spectra(
+    source: torch.nn.Module | dict[str, torch.Tensor], prefix: str | None = None
+) -> dict[str, np.ndarray]:
+    """Singular values (descending, float64) of every 2-D weight inside the decoder layers.
+
+    ``source``: a model (its layer prefix is found from it) or {name: tensor}.
+    """
+    if isinstance(source, torch.nn.Module):
+        from llmscape.architecture import layout_of
+
+        prefix = prefix or layout_of(source).prefix
+        tensors = dict(source.named_parameters())
+    else:
+        tensors = source
+    shapes = {n: tuple(t.shape) for n, t in tensors.items()}
+    out = {
+        n: torch.linalg.svdvals(tensors[n].detach().to(torch.float64)).numpy() for n in layer_matrices(shapes, prefix)
+    }
     if not out:
-        raise LlmscapeError("no decoder-layer attention/MLP weight matrices found for weight spectra")
+        raise LlmscapeError(
+            f"no 2-D weight inside a decoder layer found for weight spectra; names look like {list(tensors)[:4]}"
+        )
     return out
 
 
@@ -48,18 +84,18 @@ def condition_number(singular_values: np.ndarray) -> float:
     return float(s[0] / s[-1]) if s[-1] > 0 else float("inf")
 
 
-def weight_spectra_table(spectra: dict[str, np.ndarray]):
-    """One row per matrix: layer, matrix kind, shape rank, sigma_max, sigma_min, condition number."""
+def weight_spectra_table(spectra: dict[str, np.ndarray], prefix: str | None = None):
+    """One row per matrix: layer, matrix (its name within the layer), rank, sigma_max, sigma_min, condition number."""
     import pandas as pd
 
     rows = []
     for name, s in spectra.items():
-        m = WEIGHT_NAME.search(name)
+        parsed = _parse(name, prefix)
         rows.append(
             {
                 "tensor": name,
-                "layer": int(m.group(1)) if m else None,
-                "matrix": m.group(2) if m else None,
+                "layer": parsed[0] if parsed else None,
+                "matrix": parsed[1] if parsed else None,
                 "rank": len(s),
                 "sigma_max": float(s[0]),
                 "sigma_min": float(s[-1]),

@@ -55,7 +55,7 @@ from llmscape.curvature.eigen import Lanczos, eigensolver
 from llmscape.curvature.operators import HessianOperator
 from llmscape.curvature.target_loss import TargetLoss
 from llmscape.data import EvalSet
-from llmscape.weight_spectra import WEIGHT_NAME, condition_number, weight_spectra
+from llmscape.weight_spectra import condition_number, layer_matrices, weight_spectra
 
 log = logging.getLogger("llmscape")
 
@@ -111,7 +111,7 @@ def compute_spectrum(
     """Top-k eigenpairs (largest |lambda|), lambda_max/lambda_min, Hutchinson trace, SLQ density, weight spectra.
 
     Parts with a zero count (``trace_probes=0``, ``density_probes=0``, ``k=0``) are skipped.
-    Weight spectra cover the targeted matrices that are attention/MLP weights. Use a
+    Weight spectra cover the targeted 2-D weights inside decoder layers. Use a
     float32 (or float64) model: second derivatives in bf16 are noise.
     """
     t0 = time.perf_counter()
@@ -131,8 +131,8 @@ def compute_spectrum(
     if density_probes:
         log.info("spectral density: %d probes x %d Lanczos steps", density_probes, density_steps)
         spec.density = SpectralDensity(density_probes, density_steps, seed).estimate(op)
-    tensors = {t: op.loss.params[t] for t in targets if WEIGHT_NAME.search(t)}
-    spec.weight_singular_values = weight_spectra(tensors) if tensors else {}
+    matrices = layer_matrices(op.loss.shapes, op.loss.arch.layout.prefix)
+    spec.weight_singular_values = weight_spectra({t: op.loss.params[t] for t in matrices}) if matrices else {}
     spec.n_hvp, spec.seconds = op.n_hvp, time.perf_counter() - t0
     return spec
 

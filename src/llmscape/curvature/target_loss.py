@@ -17,12 +17,19 @@ It runs through eager attention (CPU SDPA has no double backward) and never form
 Two savings, since a spectrum costs hundreds of products:
 
 - the vocabulary head is ``head.chunked_token_nll``: no [tokens, vocab] logits, and only
-  predicted positions enter it (padding never does);
+  predicted positions enter it (padding never does). A head bias b is folded in as one more
+  column, z = [h, 1] [W, b]^T, so the chunked head stays exact (Phi);
 - prefix reuse: when every target lives in decoder layers >= k, nothing below layer k
-  depends on theta, so the hidden states entering layer k (with the rotary embeddings and
-  causal mask, built as ``LlamaModel.forward`` builds them) are computed once without grad
-  and each product runs layers k.. only. Checked once against the full forward; on a
-  mismatch (an architecture that scales embeddings, say) it falls back with a warning.
+  depends on theta, so the hidden states entering layer k, and what every layer is called
+  with (masks, rotary tables: recorded from the model's own forward, llmscape.architecture),
+  are computed once without grad and each product runs layers k.. and the final norm only.
+  Checked once against the full forward; on a mismatch it falls back with a warning.
+
+Where these do not apply the loss stays exact and says why in the log: a model with final
+logit softcapping (Gemma2: z = c tanh(y / c)) gets full logits through that map and
+``F.cross_entropy``; a model whose logits are not head(last hidden state) (a transform
+llmscape does not know) gets its own forward's logits; a model whose layers cannot be
+replayed runs the base model's forward from the embedding.
 """
 
 from __future__ import annotations
@@ -33,13 +40,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
-from llmscape import llama
+from llmscape.architecture import Architecture, Layout, discover
 from llmscape.curvature.head import chunked_token_nll
 from llmscape.data import EvalSet
 from llmscape.errors import LlmscapeError
 from llmscape.loss import shifted_targets
-from llmscape.targets import layer_index
 
 log = logging.getLogger("llmscape")
 
@@ -57,53 +64,45 @@ class _Batch:
 
 
 class PrefixCache:
-    """Hidden states entering decoder layer ``start`` for each batch, computed once without grad.
+    """Per batch, the hidden states entering decoder layer ``start`` and each layer's call, recorded without grad.
 
-    Mirrors ``LlamaModel.forward`` (embeddings, then llmscape/llama.py: position ids
-    0..T-1 shared by the right-padded rows, ``create_causal_mask``, rotary embeddings,
-    layer calls) and stores, per batch, what layers ``start..`` need. Stale if weights
-    below ``start`` change.
+    Recorded from the base model's own forward (``Architecture.capture``); ``hidden_states``
+    replays layers ``start..`` and the tail (final norm) with grad. Stale if weights below
+    ``start`` change.
     """
 
-    def __init__(self, base: torch.nn.Module, start: int):
-        self.base, self.start = base, start
+    def __init__(self, arch: Architecture, start: int):
+        self.arch, self.start = arch, start
         self._cache: dict[int, tuple] = {}
-
-    @torch.no_grad()
-    def _prefix(self, ids: torch.Tensor, mask: torch.Tensor) -> tuple:
-        base = self.base
-        emb = base.embed_tokens(ids)
-        position_ids = llama.position_ids(ids.shape[1], ids.device)
-        causal = llama.causal_mask(base.config, emb, mask, position_ids)
-        pos_emb = base.rotary_emb(emb, position_ids=position_ids)
-        h = emb
-        for layer in base.layers[: self.start]:
-            h = llama.run_layer(layer, h, causal, pos_emb, position_ids)
-        return h, causal, pos_emb, position_ids
 
     def hidden_states(self, key: int, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Final normed hidden states [B, T, H], running only layers ``start..`` with grad."""
         if key not in self._cache:
-            self._cache[key] = self._prefix(ids, mask)
-        h, causal, pos_emb, position_ids = self._cache[key]
-        for layer in self.base.layers[self.start :]:
-            h = llama.run_layer(layer, h, causal, pos_emb, position_ids)
-        return self.base.norm(h)
+            with torch.no_grad():
+                h, calls = self.arch.capture(ids, mask, self.start)
+            self._cache[key] = (h, calls.for_points(1))
+        h, calls = self._cache[key]
+        return self.arch.run_tail(self.arch.run_layers(h, calls, self.start))
 
 
-def first_target_layer(targets: list[str]) -> int | None:
+def first_target_layer(targets: list[str], layout: Layout | None = None) -> int | None:
     """The lowest decoder layer holding a target, or None when some target is outside the layers."""
-    layers = [layer_index(t) for t in targets]
+    if layout is None:
+        from llmscape.targets import layer_index
+
+        layers = [layer_index(t) for t in targets]
+    else:
+        layers = [layout.layer_index(t) for t in targets]
     return None if any(i is None for i in layers) else min(layers)
 
 
 class TargetLoss:
     """The landscape loss L(theta) as a function of the target tensors, differentiable twice.
 
-    ``model`` is a causal LM (loaded eager: CPU SDPA has no double backward); its
-    weights are read live, never copied. The vocabulary projection runs in chunks of
+    ``model`` is a causal LM of any family (loaded eager: CPU SDPA has no double backward);
+    its weights are read live, never copied. The vocabulary projection runs in chunks of
     ``vocab_chunk`` rows; ``prefix_reuse`` runs only the layers from the first targeted
-    one (see ``PrefixCache``).
+    one (see ``PrefixCache``). ``head_mode`` says how the logits are formed (module docstring).
     """
 
     def __init__(
@@ -126,19 +125,31 @@ class TargetLoss:
         self.n_params = sum(p.numel() for p in self.params.values())
         self.vocab_chunk = vocab_chunk
         self.device = next(model.parameters()).device
-        self.base = getattr(model, "model", None)
-        out = model.get_output_embeddings()
-        if not isinstance(out, torch.nn.Linear) or out.bias is not None:
-            raise LlmscapeError("curvature needs a bias-free linear output head (lm_head)")
-        for attr in ("final_logit_softcapping", "logit_scale"):
-            if getattr(model.config, attr, None):
-                raise LlmscapeError(f"models with {attr} are not supported by the curvature loss")
+        self.arch = arch = discover(model)
+        self.base = arch.base
+        # how the logits are formed: chunked head | full logits through the softcap | the model's own forward
+        if not arch.head_exact:
+            self.head_mode = "model"
+            log.warning(
+                "curvature: %s; the loss uses the model's own full logits, without prefix reuse", arch.head_reason
+            )
+        elif arch.softcap is not None:
+            self.head_mode = "softcap"
+            log.warning(
+                "curvature: final logit softcapping (c = %g): full [tokens, vocab] logits instead of the chunked head",
+                arch.softcap,
+            )
+        else:
+            self.head_mode = "chunked"
         self.batches = self._make_batches(BATCH_SIZE)
         self.prefix: PrefixCache | None = None
-        start = first_target_layer(self.targets)
-        if prefix_reuse and start and self._has_llama_layout():
-            self.prefix = PrefixCache(self.base, start)
-            self._check_prefix()
+        start = first_target_layer(self.targets, arch.layout)
+        if prefix_reuse and start and self.head_mode != "model":
+            if arch.sequential:
+                self.prefix = PrefixCache(arch, start)
+                self._check_prefix()
+            else:
+                log.warning("curvature: no prefix reuse: %s", arch.sequential_reason)
 
     # -- data ---------------------------------------------------------------------------
 
@@ -156,24 +167,37 @@ class TargetLoss:
 
     @property
     def head_weight(self) -> torch.Tensor:
-        return self.model.get_output_embeddings().weight
-
-    def _has_llama_layout(self) -> bool:
-        return self.base is not None and all(
-            hasattr(self.base, a) for a in ("embed_tokens", "layers", "rotary_emb", "norm")
-        )
+        return self.arch.head.weight
 
     # -- the loss -----------------------------------------------------------------------
 
     def _hidden_states(self, i: int, b: _Batch) -> torch.Tensor:
         if self.prefix is not None:
             return self.prefix.hidden_states(i, b.input_ids, b.attention_mask)
-        return self.base(input_ids=b.input_ids, attention_mask=b.attention_mask).last_hidden_state
+        return self.arch.base_hidden(b.input_ids, b.attention_mask)
+
+    def _token_nll(self, i: int, b: _Batch) -> torch.Tensor:
+        """NLL of each predicted token of the batch [M]."""
+        if self.head_mode == "model":
+            out = self.model(input_ids=b.input_ids, attention_mask=b.attention_mask, use_cache=False)
+            return self._cross_entropy(out.logits[:, :-1][b.positions], b.labels)
+        h = self._hidden_states(i, b)[:, :-1][b.positions]
+        if self.head_mode == "softcap":
+            return self._cross_entropy(self.arch.logits(h), b.labels)
+        weight, bias = self.head_weight, self.arch.head_bias
+        if bias is not None:  # z = [h, 1] [W, b]^T
+            h = torch.cat([h, torch.ones_like(h[:, :1])], dim=1)
+            weight = torch.cat([weight, bias.unsqueeze(1).to(weight.dtype)], dim=1)
+        return chunked_token_nll(h, weight, b.labels, self.vocab_chunk)
+
+    @staticmethod
+    def _cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        dtype = torch.promote_types(logits.dtype, torch.float32)  # as chunked_token_nll computes
+        return F.cross_entropy(logits.to(dtype), labels, reduction="none")
 
     def _batch_loss(self, i: int, b: _Batch) -> torch.Tensor:
         """This batch's share of L (its sequences' mean token NLL, divided by N)."""
-        h = self._hidden_states(i, b)[:, :-1][b.positions]
-        nll = chunked_token_nll(h, self.head_weight, b.labels, self.vocab_chunk)
+        nll = self._token_nll(i, b)
         return (nll * b.token_weights.to(nll.dtype)).sum()
 
     @contextmanager

@@ -1,35 +1,51 @@
 """The fast grid engine: prefix reuse, batched points, chunked head, layer streaming.
 
-Same numbers as the reference engine (tests/test_engine_fast.py), computed with less
-work:
+Same numbers as the reference engine (tests/test_engine_fast.py, and per model family
+tests/test_families.py), computed with less work:
 
 * Prefix reuse. Let k be the first decoder layer holding a target. The hidden states
   entering layer k do not depend on the grid point; they are computed once per
-  sequence batch (at construction) and every point runs layers k.. only.
+  sequence batch (at construction) and every point runs layers k.. only, each called
+  with what the model's own forward passed it (llmscape.architecture.LayerCalls: the
+  causal or sliding-window mask, rotary tables, position ids).
 * Batched points. A block of K points runs as one batch of K x B rows (point-major:
   row = p * B + s). A perturbed ``nn.Linear`` keeps its weight W; a forward hook adds
   the per-point term sum_a c_pa x D_a^T as ONE matmul, [c_p1 x, c_p2 x] @ [D_1 D_2]^T,
-  accumulated into x W^T in place. No per-point weight is ever materialized. The
-  input embedding is linear in its weight too: W[ids] is part of the prefix and the
-  point's sum_a c_pa D_a[ids] is added to it. Any other targeted tensor (RMSNorm
+  accumulated into x W^T in place. No per-point weight is ever materialized. A
+  ``Conv1D`` (GPT-2; weight stored [in, out]) gets the same hook with x D_a. The
+  input embedding is linear in its weight too: E(ids) is part of the prefix and the
+  point's sum_a c_pa E(ids; D_a) is added to it. Any other targeted tensor (norm
   weights) falls back to a per-point loop over the module with theta* + sum c d
   written into a fresh tensor (never into the model's own weight).
 * Chunked head. Only the positions that predict a token go through the head, in
   vocabulary chunks; per chunk we keep the log-sum-exp, the max and its index, and
-  the target's logit, so the logits of a block are never materialized whole.
+  the target's logit, so the logits of a block are never materialized whole. Gemma2's
+  final logit softcapping c tanh(z / c) is applied per chunk before the log-sum-exp.
   A tied head (lm_head.weight is embed_tokens.weight) is perturbed when the
   embedding is, exactly as in the reference engine.
 * Streaming. With ``stream: true`` the model is an empty skeleton and layers are
   brought in one at a time, layer-major: each layer is loaded once per block of
   points and the hidden states of every sequence batch of the block pass through it
-  (engine/streaming.py).
+  (engine/streaming.py). The layer inputs are then built the Llama way (llmscape/llama.py),
+  so streaming takes the Llama-layout families only (``llama.STREAMABLE``).
 * Memory. ``memory_mb`` bounds activations (and, when streaming, the one layer and
   head chunk on the device); the block size K and vocabulary chunk follow from it.
   A block that runs out of memory is retried with half the points.
 
-The decoder layers, rotary embedding and causal mask are the model's own modules
-(``transformers`` Llama-style: ``model.model.{embed_tokens,layers,norm,rotary_emb}``),
-called exactly as ``LlamaModel.forward`` calls them (llmscape/llama.py).
+Which of these apply depends on the model and the targets (``describe()["path"]``); the
+model's structure is found and checked by llmscape.architecture, and a path other than
+``layers`` is logged with its reason:
+
+* ``layers``: all of the above. Every family whose recorded layer calls replay exactly.
+* ``base``: batched points and chunked head, no prefix reuse: each block runs the base
+  model's own forward on the K x B rows with the hooks installed (the embedding's as a
+  hook too). When the replay check fails, or when a targeted input embedding does not
+  enter layer 0 as it is (GPT-2 and OPT add position embeddings, OPT projects).
+* ``logits``: batched points through the whole model's forward and its own full logits,
+  when the head check fails (a logit transform llmscape does not know).
+* ``pointwise``: one forward per point with theta* + sum c d passed for the targets
+  (``torch.func.functional_call``), when a target sits outside the decoder layers, input
+  embedding, final norm and head (position embeddings, OPT's project_in).
 """
 
 from __future__ import annotations
@@ -37,26 +53,26 @@ from __future__ import annotations
 import logging
 import math
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.func import functional_call
 
 from llmscape import llama
+from llmscape.architecture import LayerCalls, call_layer, discover, embedding_delta
 from llmscape.data import EvalSet
 from llmscape.directions import Direction
 from llmscape.engine import OPTION_DEFAULTS, OPTIONS_OF
 from llmscape.errors import LlmscapeError
 from llmscape.loss import SequenceStats, shifted_targets
-from llmscape.targets import layer_index
 
 log = logging.getLogger("llmscape")
 
 # The fast engine's options and their defaults (documented in llmscape.engine, their one home).
 DEFAULTS = {k: OPTION_DEFAULTS[k] for k in OPTIONS_OF["fast"]}
+PATHS = ("layers", "base", "logits", "pointwise")
 
 
 def is_oom(exc: BaseException) -> bool:
@@ -80,26 +96,29 @@ class _SeqBatch:
     """One sequence batch: its inputs to the per-point layers, and which positions predict which label."""
 
     seq_ids: torch.Tensor  # rows of the eval set, in batch order
+    ids: torch.Tensor  # [B, T] token ids the model runs on
     mask: torch.Tensor  # [B, T] attention mask
     b: int
     t: int  # positions the model runs on (the batch's width - 1)
-    position_ids: torch.Tensor
-    position_embeddings: tuple[torch.Tensor, torch.Tensor]
-    hidden: torch.Tensor  # [B, T, H] entering the start layer (set layer by layer while preparing)
     pred_index: torch.Tensor  # positions predicting a token, into [B*T]
     pred_labels: torch.Tensor  # the token each of them predicts
     pred_seq: torch.Tensor  # the batch row each of them is in
-    embed_delta: torch.Tensor | None = None  # [n_axes, B, T, H]: D_a[ids] when the embedding is perturbed
-    masks: dict[int, object] = field(default_factory=dict)  # causal mask per block size K
+    hidden: torch.Tensor | None = None  # [B, T, H] entering the start layer (path "layers")
+    calls: LayerCalls | None = None  # what each decoder layer is called with (path "layers")
+    embed_delta: torch.Tensor | None = None  # [n_axes, B, T, H]: E(ids; D_a) when the embedding is perturbed
 
 
 class _LinearDelta:
-    """Forward hook adding sum_a c_pa (x D_a^T + db_a) to an nn.Linear's output, per point."""
+    """Forward hook adding sum_a c_pa (x D_a^T + db_a) to an nn.Linear's output, per point.
 
-    def __init__(self, module: torch.nn.Linear, weight_dirs, bias_dirs):
+    ``transposed``: a Conv1D, whose weight and directions are stored [in, out] (x D_a).
+    """
+
+    def __init__(self, module: torch.nn.Module, weight_dirs, bias_dirs, transposed: bool = False):
         self.module = module
-        self.weight_dirs = weight_dirs  # list over axes of [out, in] (CPU float32), or None
+        self.weight_dirs = weight_dirs  # list over axes of [out, in] ([in, out] if transposed), or None
         self.bias_dirs = bias_dirs  # list over axes of [out], or None
+        self.transposed = transposed
         self.dcat = None
         self.bcat = None
         self.block: Block | None = None
@@ -111,7 +130,11 @@ class _LinearDelta:
 
     def to_device(self, device, dtype) -> None:
         if self.weight_dirs is not None and self.dcat is None:
-            self.dcat = torch.cat([d.to(device, dtype) for d in self.weight_dirs], dim=1).t().contiguous()
+            dirs = [d.to(device, dtype) for d in self.weight_dirs]
+            # [n_axes * in, out]: the rows of axis a multiply c_pa x
+            self.dcat = (
+                torch.cat(dirs, dim=0).contiguous() if self.transposed else torch.cat(dirs, dim=1).t().contiguous()
+            )
         if self.bias_dirs is not None and self.bcat is None:
             self.bcat = torch.stack([d.to(device, dtype) for d in self.bias_dirs])
 
@@ -142,6 +165,54 @@ class _LinearDelta:
         if self.bcat is not None:
             out3.add_((c @ self.bcat.float()).to(out.dtype).unsqueeze(1))
         return out
+
+
+class _EmbedDelta:
+    """Forward hook adding sum_a c_pa E(ids; D_a) to the input embedding's output, per point (paths base, logits).
+
+    E(ids; D) = E at weight D minus E at weight 0 (``architecture.embedding_delta``): exact for an
+    embedding affine in its weight, a scaled one (Gemma) included. Every point embeds the same ids.
+    """
+
+    def __init__(self, module: torch.nn.Module, dirs: list[torch.Tensor]):
+        self.module = module
+        self.dirs = dirs
+        self.dev = None
+        self.block: Block | None = None
+        self.handle = None
+        self.busy = False  # embedding_delta calls the module: its own hook must not run then
+
+    def nbytes(self, elt: int) -> int:
+        return sum(d.numel() for d in self.dirs) * elt
+
+    def to_device(self, device, dtype) -> None:
+        if self.dev is None:
+            self.dev = [d.to(device, dtype) for d in self.dirs]
+
+    def drop(self) -> None:
+        self.dev = None
+
+    def install(self, block: Block) -> None:
+        self.block = block
+        self.handle = self.module.register_forward_hook(self)
+
+    def remove(self) -> None:
+        self.handle.remove()
+        self.handle = self.block = None
+
+    def __call__(self, module, args, out):
+        if self.busy:
+            return out
+        k = self.block.k
+        ids = args[0]
+        ids0 = ids.reshape(k, -1, ids.shape[-1])[0]
+        self.busy = True
+        try:
+            delta = torch.stack([embedding_delta(module, ids0, d) for d in self.dev])  # [n_axes, B, T, H]
+        finally:
+            self.busy = False
+        shifted = out.view(k, *delta.shape[1:]) + torch.einsum("ka,abth->kbth", self.block.coeffs, delta.float())
+        return shifted.to(out.dtype).view(out.shape)
 
 
 class _Fallback:
@@ -183,18 +254,26 @@ class _Fallback:
         try:
             outs = []
             for coeffs, xp in zip(block.coeffs_np, x.chunk(block.k, dim=0), strict=True):
-                tensors = {}
-                for a, ds in self.dev_dirs.items():
-                    own = getattr(module, a)
-                    w = own.float()
-                    for c, d in zip(coeffs, ds, strict=True):
-                        w = torch.add(w, d, alpha=float(c))
-                    tensors[a] = w.to(own.dtype)
+                tensors = {a: perturbed(getattr(module, a), ds, coeffs) for a, ds in self.dev_dirs.items()}
                 # tie_weights=False: only the named tensors change (no tied tensor sits in a fallback module)
                 outs.append(functional_call(module, tensors, (xp, *args), kwargs, tie_weights=False))
         finally:
             module.forward = self._per_point
         return torch.cat(outs, dim=0)
+
+
+def perturbed(own: torch.Tensor, dirs: list[torch.Tensor], coeffs) -> torch.Tensor:
+    """theta* + sum_a c_a d_a in float32 from the untouched tensor, in its dtype (as the reference engine writes it)."""
+    w = own.float()
+    for c, d in zip(coeffs, dirs, strict=True):
+        w = torch.add(w, d, alpha=float(c))
+    return w.to(own.dtype)
+
+
+def _is_conv1d(module: torch.nn.Module) -> bool:
+    from transformers.pytorch_utils import Conv1D
+
+    return isinstance(module, Conv1D)
 
 
 class FastEngine:
@@ -224,17 +303,18 @@ class FastEngine:
         self.device = self.provider.device
         self.dtype = self.provider.dtype
         self.elt = torch.empty((), dtype=self.dtype).element_size()
-        inner = getattr(self.model, "model", None)
-        for attr in ("layers", "norm", "rotary_emb", "embed_tokens"):
-            if not hasattr(inner, attr):
-                raise LlmscapeError(
-                    f"the fast engine needs a Llama-style model (model.model.{attr}); "
-                    f"{type(self.model).__name__} lacks it: use engine.kind: reference"
-                )
-        self.layers = inner.layers
-        self.n_layers = len(self.layers)
         self.config = self.model.config
         self.data = data
+        if self.provider.streaming:
+            why = llama.streaming_problem(self.model, data.input_ids.shape[1])
+            if why:
+                raise LlmscapeError(f"stream: true builds the decoder layers' inputs the Llama way: {why}")
+            self.arch = discover(self.model, verify=False)
+            self.arch.tail = [self.model.model.norm]
+        else:
+            self.arch = discover(self.model)
+        self.layers = self.arch.layers
+        self.n_layers = self.arch.n_layers
         self.n_axes = len(directions)
         if self.n_axes < 1:
             raise LlmscapeError("the fast engine needs at least one direction")
@@ -244,20 +324,23 @@ class FastEngine:
 
     # ------------------------------------------------------------------ planning
     def _plan_targets(self, directions: list[Direction]) -> None:
-        """Sort every targeted tensor into: input embedding, head, linear hook, or fallback."""
+        """Sort every targeted tensor into: input embedding, head, linear hook, fallback, or outside; pick the path."""
         names = list(directions[0])
         by_name = dict(self.model.named_parameters(remove_duplicate=False))
         missing = [n for n in names if n not in by_name]
         if missing:
             raise LlmscapeError(f"direction tensors not in the model: {missing[:5]}")
-        embed_w = self.provider.embed.weight
-        head_w = self.provider.head.weight
+        embed, head = self.provider.embed, self.provider.head
+        tail = {id(m) for m in self.arch.tail}
         self.embed_dirs = None  # list over axes of [V, H]
         self.head_dirs = None
+        self.head_bias_dirs = None
+        self.point_dirs: dict[str, list[torch.Tensor]] = {}
         linear: dict[int, dict] = {}
         fallback: dict[int, dict] = {}
         modules = {}
         owner = {}
+        outside = []
         for mname, mod in self.model.named_modules():
             for pname, p in mod.named_parameters(recurse=False):
                 owner.setdefault(id(p), []).append((mname, mod, pname))
@@ -276,47 +359,83 @@ class FastEngine:
             for d in dirs:
                 if tuple(d.shape) != tuple(p.shape):
                     raise LlmscapeError(f"direction for {name} has shape {tuple(d.shape)}, weight {tuple(p.shape)}")
+            self.point_dirs[name] = dirs
             for mname, mod, pname in owner[id(p)]:
-                if p is embed_w and mod is self.provider.embed:
+                if mod is embed and pname == "weight":
                     self.embed_dirs = dirs
                     self.start_layer = 0
-                    continue
-                if p is head_w and mod is self.provider.head:
+                elif mod is head and pname == "weight":
                     self.head_dirs = dirs
-                    continue
-                if mod is self.provider.head or mod is self.provider.embed:
-                    raise LlmscapeError(f"the fast engine cannot perturb {name}; use engine.kind: reference")
-                li = layer_index(mname + "." + pname)
-                if li is None:
-                    if mod is not self.model.model.norm:
-                        raise LlmscapeError(
-                            f"the fast engine cannot perturb {name} (module {mname}); use engine.kind: reference"
-                        )
+                elif mod is head and pname == "bias":
+                    self.head_bias_dirs = dirs
                 else:
-                    self.start_layer = min(self.start_layer, li)
-                modules[id(mod)] = (mname, mod, li)
-                if isinstance(mod, torch.nn.Linear) and pname in ("weight", "bias") and self.linear_mode == "additive":
-                    linear.setdefault(id(mod), {})[pname] = dirs
-                else:
-                    fallback.setdefault(id(mod), {})[pname] = dirs
-        self.hooks_by_layer: dict[int | None, list[_LinearDelta | _Fallback]] = {}
+                    li = self.arch.layout.layer_index(f"{mname}.{pname}")
+                    if li is None and id(mod) not in tail:
+                        outside.append(name)
+                        continue
+                    if li is not None:
+                        self.start_layer = min(self.start_layer, li)
+                    modules[id(mod)] = (mname, mod, li)
+                    additive = isinstance(mod, torch.nn.Linear) or _is_conv1d(mod)
+                    if additive and pname in ("weight", "bias") and self.linear_mode == "additive":
+                        linear.setdefault(id(mod), {})[pname] = dirs
+                    else:
+                        fallback.setdefault(id(mod), {})[pname] = dirs
+        self.path, self.path_reason = self._choose_path(sorted(set(outside)))
+        if self.path != "layers":
+            log.warning("fast engine: path %r (slower than prefix reuse): %s", self.path, self.path_reason)
+            self.start_layer = 0
+        self.hooks_by_layer: dict[int | None, list] = {}
+        if self.path == "pointwise":
+            linear, fallback = {}, {}
         for key, parts in linear.items():
             mname, mod, li = modules[key]
-            h = _LinearDelta(mod, parts.get("weight"), parts.get("bias"))
+            h = _LinearDelta(mod, parts.get("weight"), parts.get("bias"), transposed=_is_conv1d(mod))
             self.hooks_by_layer.setdefault(li, []).append(h)
         for key, parts in fallback.items():
             mname, mod, li = modules[key]
             self.hooks_by_layer.setdefault(li, []).append(_Fallback(mod, parts))
+        if self.path in ("base", "logits") and self.embed_dirs is not None:
+            self.hooks_by_layer.setdefault(None, []).append(_EmbedDelta(embed, self.embed_dirs))
+        if self.path == "logits" and (self.head_dirs or self.head_bias_dirs):
+            if isinstance(head, torch.nn.Linear):
+                hook = _LinearDelta(head, self.head_dirs, self.head_bias_dirs)
+            else:
+                hook = _Fallback(
+                    head, {"weight": self.head_dirs} | ({"bias": self.head_bias_dirs} if self.head_bias_dirs else {})
+                )
+            self.hooks_by_layer.setdefault(None, []).append(hook)
         self.n_linear = len(linear)
         self.n_fallback = len(fallback)
         self.target_names = names
+
+    def _choose_path(self, outside: list[str]) -> tuple[str, str]:
+        arch = self.arch
+        if self.provider.streaming:
+            if outside:
+                raise LlmscapeError(f"the streaming fast engine cannot perturb {outside[:5]}; use stream: false")
+            return "layers", ""
+        if outside:
+            return "pointwise", (
+                f"target(s) {outside[:5]} sit outside the decoder layers, input embedding, final norm and head"
+            )
+        if not arch.head_exact:
+            return "logits", arch.head_reason
+        if not arch.sequential:
+            return "base", arch.sequential_reason
+        if self.embed_dirs is not None and not arch.embed_is_input:
+            return "base", (
+                "the input embedding is targeted and the hidden states entering layer 0 are not its output "
+                "(the model adds position embeddings, scales or projects them)"
+            )
+        return "layers", ""
 
     def _plan_memory(self) -> None:
         o = self.options
         budget = int(float(o["memory_mb"]) * 2**20)
         cfg = self.config
         hidden = cfg.hidden_size
-        inter = getattr(cfg, "intermediate_size", 4 * hidden)
+        inter = getattr(cfg, "intermediate_size", None) or 4 * hidden
         heads = cfg.num_attention_heads
         vocab = self.provider.embed.weight.shape[0]
         n_seq, t_max = self.data.input_ids.shape
@@ -340,6 +459,8 @@ class FastEngine:
             avail -= sizes[big]
         # Activation bytes of one sequence row of one point through one layer (generous).
         per_row = 4 * t_max * (10 * hidden + 5 * inter + na * max(hidden, inter) + 3 * heads * t_max)
+        if self.path in ("logits", "pointwise"):  # the model's full logits, and their float64 predicted rows
+            per_row += 12 * t_max * vocab
         if o["seq_batch"]:
             seq_batch = int(o["seq_batch"])
         else:
@@ -364,7 +485,7 @@ class FastEngine:
     # ------------------------------------------------------------------ prefix
     @torch.no_grad()
     def _prepare_prefix(self) -> None:
-        """Per sequence batch: ids, masks, label positions, hidden states entering the start layer."""
+        """Per sequence batch: ids, masks, label positions; path layers: the hidden states entering the start layer."""
         ids_all, mask_all = self.data.input_ids, self.data.attention_mask
         lengths = mask_all.sum(dim=1)
         # Longest first, so each sequence batch holds similar lengths (less padding).
@@ -381,50 +502,47 @@ class FastEngine:
             ids, mask = ids[:, :t].to(self.device), mask[:, :t].to(self.device)
             labels, lmask = labels.to(self.device), lmask.to(self.device)
             flat = lmask.reshape(-1).nonzero().squeeze(1)
-            position_ids = llama.position_ids(t, self.device)
-            h = self.provider.embed_ids(ids)
-            embed_delta = None
-            if self.embed_dirs is not None:
-                embed_delta = torch.stack([F.embedding(ids, d.to(self.device, self.dtype)) for d in self.embed_dirs])
             batch = _SeqBatch(
                 seq_ids=seq_ids.to(self.device),
+                ids=ids,
                 mask=mask,
                 b=ids.shape[0],
                 t=t,
-                position_ids=position_ids,
-                position_embeddings=self.model.model.rotary_emb(h, position_ids=position_ids),
-                hidden=h,
                 pred_index=flat,
                 pred_labels=labels.reshape(-1)[flat],
                 pred_seq=flat // t,
-                embed_delta=embed_delta,
             )
+            if self.path == "layers":
+                if self.provider.streaming:
+                    batch.hidden = self.provider.embed_ids(ids)
+                    batch.calls = llama.layer_calls(self.model, batch.hidden, mask)
+                else:
+                    batch.hidden, batch.calls = self.arch.capture(ids, mask, self.start_layer)
+                if self.embed_dirs is not None:
+                    embed = self.provider.embed
+                    batch.embed_delta = torch.stack(
+                        [embedding_delta(embed, ids, d.to(self.device, self.dtype)) for d in self.embed_dirs]
+                    )
             self.batches.append(batch)
-        # Layers before the start layer, layer-major.
-        for i in range(self.start_layer):
-            self.provider.ensure_layer(i)
-            try:
-                for batch in self.batches:
-                    batch.hidden = self._layer(i, batch, batch.hidden, 1)
-            finally:
-                self.provider.release_layer(i)
-
-    def _mask(self, batch: _SeqBatch, k: int, like: torch.Tensor):
-        if k not in batch.masks:
-            mask = batch.mask.repeat(k, 1)
-            batch.masks[k] = llama.causal_mask(self.config, like, mask, batch.position_ids)
-        return batch.masks[k]
+        if self.path == "layers" and self.provider.streaming:
+            # Layers before the start layer, layer-major.
+            for i in range(self.start_layer):
+                self.provider.ensure_layer(i)
+                try:
+                    for batch in self.batches:
+                        batch.hidden = self._layer(i, batch, batch.hidden, 1)
+                finally:
+                    self.provider.release_layer(i)
 
     def _layer(self, i: int, batch: _SeqBatch, hidden: torch.Tensor, k: int) -> torch.Tensor:
-        mask = self._mask(batch, k, hidden)
-        return llama.run_layer(self.layers[i], hidden, mask, batch.position_embeddings, batch.position_ids)
+        return call_layer(self.layers[i], hidden, batch.calls.for_points(k)[i])
 
     # ------------------------------------------------------------------ hooks
     @contextmanager
-    def _patched(self, layer: int | None, block: Block):
-        """Perturbation hooks of one layer (None: outside the layers) installed for a block."""
+    def _patched(self, layers: list[int | None], block: Block):
+        """Perturbation hooks of some layers (None: outside the layers) installed for a block."""
         installed = []
-        hooks = self.hooks_by_layer.get(layer, [])
+        hooks = [h for key in layers for h in self.hooks_by_layer.get(key, [])]
         try:
             for h in hooks:
                 h.to_device(self.device, self.dtype)
@@ -450,37 +568,80 @@ class FastEngine:
         nll = np.zeros((k, n))
         correct = np.zeros((k, n))
         for group in groups:
-            hidden = {}
-            for batch in group:
-                h = batch.hidden.repeat(k, 1, 1)
-                if batch.embed_delta is not None:
-                    delta = torch.einsum("ka,abth->kbth", block.coeffs, batch.embed_delta.float())
-                    h = (h.view(k, batch.b, batch.t, -1) + delta).to(self.dtype).reshape(h.shape)
-                hidden[id(batch)] = h
-            for i in range(self.start_layer, self.n_layers):
-                self.provider.ensure_layer(i)
-                try:
-                    with self._patched(i, block):
-                        for batch in group:
-                            hidden[id(batch)] = self._layer(i, batch, hidden[id(batch)], k)
-                finally:
-                    self.provider.release_layer(i)
-            with self._patched(None, block):
-                rows, labels, owners = [], [], []
-                for batch in group:
-                    h = self.model.model.norm(hidden.pop(id(batch)))
+            owners = [self._owners(batch, k, n) for batch in group]
+            if self.path in ("layers", "base"):
+                finals = self._layers_block(group, block) if self.path == "layers" else self._base_block(group, block)
+                rows, labels = [], []
+                for batch, h in zip(group, finals, strict=True):
                     h = h.reshape(k, batch.b * batch.t, -1)[:, batch.pred_index]
                     rows.append(h.reshape(-1, h.shape[-1]))
                     labels.append(batch.pred_labels.repeat(k))
-                    seq = batch.seq_ids[batch.pred_seq]
-                    pts = torch.arange(k, device=self.device).repeat_interleave(len(seq))
-                    owners.append(pts * n + seq.repeat(k))
                 nll_rows, ok_rows = self._head(torch.cat(rows), torch.cat(labels), torch.cat(owners) // n, block.coeffs)
+            else:
+                parts = [self._logits_block(batch, block) for batch in group]
+                nll_rows, ok_rows = (torch.cat(x) for x in zip(*parts, strict=True))
             owner = torch.cat(owners).cpu()
             for acc, rows_ in ((nll, nll_rows), (correct, ok_rows)):
                 summed = torch.zeros(k * n, dtype=torch.float64).index_add_(0, owner, rows_.double().cpu())
                 acc += summed.numpy().reshape(k, n)
         return nll, correct
+
+    def _owners(self, batch: _SeqBatch, k: int, n: int) -> torch.Tensor:
+        """Per predicted row of the block (point-major): point * N + the sequence's row in the eval set."""
+        seq = batch.seq_ids[batch.pred_seq]
+        pts = torch.arange(k, device=self.device).repeat_interleave(len(seq))
+        return pts * n + seq.repeat(k)
+
+    def _layers_block(self, group: list[_SeqBatch], block: Block) -> list[torch.Tensor]:
+        """Path layers: from the prefix, layers start.. (layer-major over the group), then the tail."""
+        k = block.k
+        hidden = {}
+        for batch in group:
+            h = batch.hidden.repeat(k, 1, 1)
+            if batch.embed_delta is not None:
+                delta = torch.einsum("ka,abth->kbth", block.coeffs, batch.embed_delta.float())
+                h = (h.view(k, batch.b, batch.t, -1) + delta).to(self.dtype).reshape(h.shape)
+            hidden[id(batch)] = h
+        for i in range(self.start_layer, self.n_layers):
+            self.provider.ensure_layer(i)
+            try:
+                with self._patched([i], block):
+                    for batch in group:
+                        hidden[id(batch)] = self._layer(i, batch, hidden[id(batch)], k)
+            finally:
+                self.provider.release_layer(i)
+        with self._patched([None], block):
+            return [self.arch.run_tail(hidden.pop(id(batch))) for batch in group]
+
+    def _base_block(self, group: list[_SeqBatch], block: Block) -> list[torch.Tensor]:
+        """Path base: the base model's own forward over the K copies of each batch, every hook installed."""
+        k = block.k
+        with self._patched(list(self.hooks_by_layer), block):
+            return [self.arch.base_hidden(b.ids.repeat(k, 1), b.mask.repeat(k, 1)) for b in group]
+
+    def _logits_block(self, batch: _SeqBatch, block: Block) -> tuple[torch.Tensor, torch.Tensor]:
+        """Paths logits and pointwise: per predicted row (point-major), NLL and correctness from the model's logits."""
+        k = block.k
+        kwargs = {"use_cache": False}
+        if self.path == "logits":
+            with self._patched(list(self.hooks_by_layer), block):
+                logits = self.model(input_ids=batch.ids.repeat(k, 1), attention_mask=batch.mask.repeat(k, 1), **kwargs)
+            per_point = logits.logits.view(k, batch.b * batch.t, -1)
+        else:
+            params = dict(self.model.named_parameters(remove_duplicate=False))
+            per_point = []
+            for coeffs in block.coeffs_np:
+                dirs = {n: [d.to(self.device, torch.float32) for d in ds] for n, ds in self.point_dirs.items()}
+                tensors = {n: perturbed(params[n], ds, coeffs) for n, ds in dirs.items()}
+                out = functional_call(
+                    self.model, tensors, (), {"input_ids": batch.ids, "attention_mask": batch.mask, **kwargs}
+                )
+                per_point.append(out.logits.reshape(batch.b * batch.t, -1))
+            per_point = torch.stack(per_point)
+        rows = per_point[:, batch.pred_index].reshape(-1, per_point.shape[-1]).double()
+        labels = batch.pred_labels.repeat(k)
+        nll = torch.logsumexp(rows, dim=1) - rows.gather(1, labels.unsqueeze(1)).squeeze(1)
+        return nll, (rows.argmax(dim=1) == labels).double()
 
     def _head(
         self, h: torch.Tensor, labels: torch.Tensor, point: torch.Tensor, coeffs: torch.Tensor
@@ -493,9 +654,10 @@ class FastEngine:
         r = h.shape[0]
         lses, maxes, argmaxes = [], [], []
         target = torch.empty(r, dtype=torch.float32, device=self.device)
+        c = coeffs[point] if self.head_dirs is not None or self.head_bias_dirs is not None else None  # [R, n_axes]
         if self.head_dirs is not None:
-            c = coeffs[point]  # [R, n_axes]
             hs = [(h * c[:, a : a + 1]).to(h.dtype) for a in range(self.n_axes)]
+        bias = getattr(self.provider.head, "bias", None)
         for v0 in range(0, vocab, self.head_chunk):
             v1 = min(v0 + self.head_chunk, vocab)
             w = self.provider.head_rows(v0, v1)
@@ -503,10 +665,12 @@ class FastEngine:
             if self.head_dirs is not None:  # + sum_a (c_a h) D_a^T, no per-point head
                 for ha, d in zip(hs, self.head_dirs, strict=True):
                     logits.addmm_(ha, d[v0:v1].to(self.device, self.dtype).t())
-            bias = getattr(self.provider.head, "bias", None)
             if bias is not None:
                 logits += bias[v0:v1]
-            logits = logits.float()
+            if self.head_bias_dirs is not None:  # + sum_a c_a db_a
+                db = torch.stack([d[v0:v1].to(self.device, torch.float32) for d in self.head_bias_dirs])
+                logits += (c @ db).to(logits.dtype)
+            logits = self.arch.cap(logits.float())
             inside = (labels >= v0) & (labels < v1)
             if inside.any():
                 sel = inside.nonzero().squeeze(1)
@@ -559,6 +723,7 @@ class FastEngine:
             "block_size_now": int(self._k_limit),
             "seq_batch": int(self.seq_batch),
             "head_chunk": int(self.head_chunk),
+            "path": self.path,
             "start_layer": int(self.start_layer),
             "n_layers": int(self.n_layers),
             "linear_mode": self.linear_mode,

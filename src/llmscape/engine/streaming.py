@@ -57,7 +57,9 @@ class ResidentWeights:
         return self.head.weight[start:stop]
 
     def layer_bytes(self, index: int) -> int:
-        layer = self.model.model.layers[index]
+        from llmscape.architecture import find_layers
+
+        layer = find_layers(self.model)[1][index]
         return sum(p.numel() * p.element_size() for p in layer.parameters())
 
 
@@ -67,10 +69,10 @@ class StreamedWeights:
     streaming = True
 
     def __init__(self, model_dir: str | Path, dtype: str = "float32", device: str = "cpu", offload: str | None = None):
-        from accelerate import init_empty_weights
         from accelerate.utils import set_module_tensor_to_device
         from safetensors import safe_open
-        from transformers import AutoConfig, AutoModelForCausalLM
+
+        from llmscape.architecture import find_layers, skeleton
 
         self.model_dir = Path(model_dir)
         self.device = torch.device(device)
@@ -81,11 +83,7 @@ class StreamedWeights:
         self._set = set_module_tensor_to_device
         self._safe_open = safe_open
 
-        config = AutoConfig.from_pretrained(self.model_dir)
-        with init_empty_weights():
-            model = AutoModelForCausalLM.from_config(config, attn_implementation="eager", dtype=self.dtype)
-        if getattr(config, "tie_word_embeddings", False):
-            model.tie_weights()  # from_config leaves a tied head untied on the meta device
+        model = skeleton(self.model_dir, self.dtype)
         model.eval()
         model.requires_grad_(False)
         self.model = model
@@ -111,17 +109,16 @@ class StreamedWeights:
         self.head_name = self._stored_name(names_by_id[id(self.head.weight)])
         self.vocab, self.hidden = self.embed.weight.shape
 
-        n_layers = len(model.model.layers)
+        layers_name, layers = find_layers(model)
         self.layer_names: list[list[str]] = []
-        for i in range(n_layers):
-            prefix = f"model.layers.{i}."
-            names = [n for n, _ in model.model.layers[i].named_parameters()]
-            self.layer_names.append([self._stored_name([prefix + n]) for n in names])
+        for i, layer in enumerate(layers):
+            names = [n for n, _ in layer.named_parameters()]
+            self.layer_names.append([self._stored_name([f"{layers_name}.{i}.{n}"]) for n in names])
         # Everything else that is neither a layer nor a vocabulary matrix is small
         # (the final norm): load it for good.
         big = {id(self.embed.weight), id(self.head.weight)}
         for name, p in model.named_parameters():
-            if id(p) in big or name.startswith("model.layers."):
+            if id(p) in big or name.startswith(layers_name + "."):
                 continue
             self._load_into_model([self._stored_name([name])])
 
