@@ -52,6 +52,8 @@ def target_names(model_dir: str | Path, job_config: dict) -> list[str]:
 
 def make_directions(model_dir: str | Path, data_path: str | Path, job_config: dict, out: str | Path) -> None:
     """Random or Hessian directions over the landscape's targets, normalized per ``norm``."""
+    from llmscape.architecture import layout_of_dir
+
     names = target_names(model_dir, job_config)
     weights = read_tensors(model_dir, names)
     d = job_config["direction"]
@@ -65,6 +67,7 @@ def make_directions(model_dir: str | Path, data_path: str | Path, job_config: di
         "model_sha256": read_manifest(model_dir)["sha256"],
     }
     extra = None
+    transposed = layout_of_dir(model_dir).transposed  # Conv1D weights: filters are columns
     if d["method"] == "hessian":
         from llmscape.curvature import hessian_directions
 
@@ -79,12 +82,12 @@ def make_directions(model_dir: str | Path, data_path: str | Path, job_config: di
             tol=d["tol"],
             max_iter=d["max_iter"],
         )
-        directions = [normalize(v, weights, d["norm"]) for v in found.directions]
+        directions = [normalize(v, weights, d["norm"], transposed) for v in found.directions]
         recipe |= found.recipe()
         extra = found.extra()
         log.info("Hessian eigenvalues %s (%d HVPs)", np.array2string(found.eigenvalues, precision=4), found.n_hvp)
     else:
-        directions = random_directions(weights, n_axes, d["seed"], d["norm"])
+        directions = random_directions(weights, n_axes, d["seed"], d["norm"], transposed)
     save_directions(out, directions, recipe, extra)
     log.info("%s directions over %d tensors (%d parameters)", d["method"], len(names), recipe["n_parameters"])
 
@@ -268,12 +271,14 @@ def curvature_table(spectra: list[str | Path], csv: str | Path) -> None:
 
 def weight_spectra(model_dir: str | Path, png: str | Path, pdf: str | Path, csv: str | Path) -> None:
     """Singular values and condition numbers of every layer's attention and MLP matrices."""
+    from llmscape.architecture import layer_prefix
     from llmscape.plots import plot_weight_spectra
+    from llmscape.weight_spectra import layer_matrices, weight_spectra_table
     from llmscape.weight_spectra import weight_spectra as spectra_of
-    from llmscape.weight_spectra import weight_spectra_table
 
     shapes = tensor_shapes(model_dir)
-    table = weight_spectra_table(spectra_of(read_tensors(model_dir, [n for n, s in shapes.items() if len(s) == 2])))
+    prefix = layer_prefix(shapes, n_layers(model_dir))  # the decoder layers' 2-D weights, any family
+    table = weight_spectra_table(spectra_of(read_tensors(model_dir, layer_matrices(shapes, prefix)), prefix), prefix)
     table.to_csv(csv, index=False, float_format="%.6g")
     plot_weight_spectra(table, png, pdf)
 
