@@ -33,6 +33,17 @@ def test_filter_normalization_matches_each_row():
     torch.testing.assert_close(d["norm.weight"].norm(), W["norm.weight"].norm())  # 1-D: one row
 
 
+def test_filter_normalization_of_transposed_matrices_per_column():
+    # a Conv1D weight (GPT-2) is stored [in, out]: its filters (output units) are columns
+    w = {"c_fc.weight": W["a.weight"].t().contiguous(), "b.weight": W["b.weight"]}
+    g = gaussian({k: v.shape for k, v in w.items()}, seed=3, axis=0)
+    d = normalize(g, w, "filter", transposed={"c_fc.weight"})
+    torch.testing.assert_close(d["c_fc.weight"].norm(dim=0), w["c_fc.weight"].norm(dim=0), rtol=1e-6, atol=0)
+    torch.testing.assert_close(d["b.weight"], normalize(g, w, "filter")["b.weight"])  # others as before
+    (r,) = random_directions(w, 1, seed=3, norm="filter", transposed={"c_fc.weight"})
+    torch.testing.assert_close(r["c_fc.weight"], d["c_fc.weight"])
+
+
 def test_layer_and_model_normalization():
     g = gaussian({k: v.shape for k, v in W.items()}, seed=3, axis=0)
     layer = normalize(g, W, "layer")

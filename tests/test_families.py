@@ -225,14 +225,6 @@ def test_weight_spectra_and_target_selection(fam):
     assert last and all(name.startswith(f"{layout.prefix}.1.") for name in last)
 
 
-def test_directions_of_conv1d_are_filter_normalized_per_column():
-    path = build("gpt2", Path(__import__("tempfile").mkdtemp()))
-    name = "transformer.h.0.mlp.c_fc.weight"  # Conv1D [in 32, out 128]
-    w = read_tensors(path, [name])
-    (d,) = random_directions(w, 1, 0, "filter", layout_of_dir(path).transposed)
-    torch.testing.assert_close(d[name].norm(dim=0), w[name].norm(dim=0), rtol=1e-5, atol=0)
-
-
 def test_streaming_takes_llama_layout_families_only(tmp_path):
     path = build("qwen3", tmp_path / "qwen3")
     model, tok = load_prepared(path)

@@ -55,3 +55,18 @@ def test_errors_name_pattern_and_examples():
 def test_layer_index():
     assert layer_index("model.layers.12.mlp.up_proj.weight") == 12
     assert layer_index("lm_head.weight") is None
+
+
+GPT2 = {f"transformer.h.{i}.{t}.weight": (4, 12) for i in range(3) for t in ("attn.c_attn", "mlp.c_fc")}
+GPT2 |= {"transformer.wte.weight": (10, 4), "transformer.wpe.weight": (8, 4), "transformer.ln_f.weight": (4,)}
+
+
+def test_layer_prefix_found_from_names_of_any_family():
+    assert select(GPT2, [r"attn\.c_attn"], "last", 3) == ["transformer.h.2.attn.c_attn.weight"]
+    assert layer_index("transformer.h.1.mlp.c_fc.weight", "transformer.h") == 1
+    assert layer_index("transformer.wte.weight", "transformer.h") is None
+    assert layer_index("model.decoder.layers.7.fc1.weight") == 7  # without a prefix: the first number
+    experts = {f"model.layers.{i}.mlp.experts.{e}.w1.weight": (4, 4) for i in range(2) for e in range(2)}
+    assert select(experts, ["w1"], 1, 2) == [f"model.layers.1.mlp.experts.{e}.w1.weight" for e in range(2)]
+    with pytest.raises(LlmscapeError, match="cannot tell where the 5 decoder layers are"):
+        select(GPT2, ["c_fc"], "first", 5)

@@ -70,6 +70,7 @@ from llmscape.errors import LlmscapeError
 log = logging.getLogger("llmscape")
 
 _NUMBERED = re.compile(r"\.(\d+)\.")
+_FIRST_NUMBERED = re.compile(r"\.(\d+)\.(.+)$")
 
 
 # ----------------------------------------------------------------------------- names
@@ -94,6 +95,15 @@ def layer_prefix(names: Iterable[str], n_layers: int) -> str | None:
     return None
 
 
+def within_layer(name: str, prefix: str | None) -> tuple[int, str] | None:
+    """(layer index, name within the layer) of ``<prefix>.<i>.<rest>``, else None.
+
+    Without a prefix, the first numbered component of the name is taken for the layer index.
+    """
+    m = _FIRST_NUMBERED.search(name) if prefix is None else re.match(re.escape(prefix) + r"\.(\d+)\.(.+)$", name)
+    return (int(m.group(1)), m.group(2)) if m else None
+
+
 @dataclass(frozen=True)
 class Layout:
     """Name-level facts of a model: where its decoder layers are, which weights are stored [in, out]."""
@@ -105,10 +115,7 @@ class Layout:
 
     def split(self, name: str) -> tuple[int, str] | None:
         """(layer index, name within the layer) of a parameter inside a decoder layer, else None."""
-        if self.prefix is None:
-            return None
-        m = re.match(re.escape(self.prefix) + r"\.(\d+)\.(.+)$", name)
-        return (int(m.group(1)), m.group(2)) if m else None
+        return None if self.prefix is None else within_layer(name, self.prefix)
 
     def layer_index(self, name: str) -> int | None:
         s = self.split(name)

@@ -14,11 +14,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from llmscape.architecture import layer_prefix
+from llmscape.architecture import layer_prefix, within_layer
 from llmscape.errors import LlmscapeError
-
-# without a known prefix: the first numbered component of a name is its layer
-_FIRST_NUMBERED = re.compile(r"\.(\d+)\.(.+)$")
 
 
 def resolve_layer(position: str | int, n_layers: int) -> int | None:
@@ -38,22 +35,13 @@ def resolve_layer(position: str | int, n_layers: int) -> int | None:
     return idx % n_layers
 
 
-def _within(name: str, prefix: str | None) -> tuple[int, str] | None:
-    """(layer index, name within the layer), or None outside the layers."""
-    if prefix is None:
-        m = _FIRST_NUMBERED.search(name)
-    else:
-        m = re.match(re.escape(prefix) + r"\.(\d+)\.(.+)$", name)
-    return (int(m.group(1)), m.group(2)) if m else None
-
-
 def layer_index(name: str, prefix: str | None = None) -> int | None:
     """The decoder layer a parameter belongs to, or None (embeddings, final norm, head).
 
     ``prefix``: the layers' name prefix (``transformer.h``); without it, the first numbered
     component of the name.
     """
-    s = _within(name, prefix)
+    s = within_layer(name, prefix)
     return None if s is None else s[0]
 
 
@@ -89,7 +77,7 @@ def select(
         if idx is None:
             subject = name
         else:
-            within = _within(name, prefix)
+            within = within_layer(name, prefix)
             if within is None or within[0] != idx:
                 continue
             subject = within[1]

@@ -20,14 +20,12 @@ without a prefix, the first numbered component of the name.
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 import torch
 
 from llmscape.errors import LlmscapeError
 
-# The Llama family's matrices, for reference (every family's 2-D layer weights are found by WEIGHT_NAME).
+# The Llama family's matrices, for reference: every family's 2-D layer weights are found by name (layer_matrices).
 WEIGHT_MATRICES = (
     "self_attn.q_proj",
     "self_attn.k_proj",
@@ -37,16 +35,16 @@ WEIGHT_MATRICES = (
     "mlp.up_proj",
     "mlp.down_proj",
 )
-# a weight inside a numbered module (a decoder layer); groups: layer index, matrix name within the layer
-WEIGHT_NAME = re.compile(r"\.(\d+)\.(.+)\.weight$")
 
 
 def _parse(name: str, prefix: str | None) -> tuple[int, str] | None:
-    if prefix is None:
-        m = WEIGHT_NAME.search(name)
-    else:
-        m = re.match(re.escape(prefix) + r"\.(\d+)\.(.+)\.weight$", name)
-    return (int(m.group(1)), m.group(2)) if m else None
+    """(layer index, matrix name within the layer) of a layer's ``.weight``, else None."""
+    from llmscape.architecture import within_layer
+
+    within = within_layer(name, prefix)
+    if within is None or not within[1].endswith(".weight"):
+        return None
+    return within[0], within[1].removesuffix(".weight")
 
 
 def layer_matrices(shapes: dict[str, tuple[int, ...]], prefix: str | None = None) -> list[str]:

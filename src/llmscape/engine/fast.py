@@ -108,7 +108,23 @@ class _SeqBatch:
     embed_delta: torch.Tensor | None = None  # [n_axes, B, T, H]: E(ids; D_a) when the embedding is perturbed
 
 
-class _LinearDelta:
+class _ForwardHook:
+    """A perturbation installed as a forward hook on its module for one block (``__call__`` edits the output)."""
+
+    module: torch.nn.Module
+    block: Block | None = None
+    handle = None
+
+    def install(self, block: Block) -> None:
+        self.block = block
+        self.handle = self.module.register_forward_hook(self)
+
+    def remove(self) -> None:
+        self.handle.remove()
+        self.handle = self.block = None
+
+
+class _LinearDelta(_ForwardHook):
     """Forward hook adding sum_a c_pa (x D_a^T + db_a) to an nn.Linear's output, per point.
 
     ``transposed``: a Conv1D, whose weight and directions are stored [in, out] (x D_a).
@@ -121,8 +137,6 @@ class _LinearDelta:
         self.transposed = transposed
         self.dcat = None
         self.bcat = None
-        self.block: Block | None = None
-        self.handle = None
 
     def nbytes(self, elt: int) -> int:
         n = sum(d.numel() for d in (self.weight_dirs or [])) + sum(d.numel() for d in (self.bias_dirs or []))
@@ -140,14 +154,6 @@ class _LinearDelta:
 
     def drop(self) -> None:
         self.dcat = self.bcat = None
-
-    def install(self, block: Block) -> None:
-        self.block = block
-        self.handle = self.module.register_forward_hook(self)
-
-    def remove(self) -> None:
-        self.handle.remove()
-        self.handle = self.block = None
 
     def __call__(self, module, args, out):
         x = args[0]
@@ -167,7 +173,7 @@ class _LinearDelta:
         return out
 
 
-class _EmbedDelta:
+class _EmbedDelta(_ForwardHook):
     """Forward hook adding sum_a c_pa E(ids; D_a) to the input embedding's output, per point (paths base, logits).
 
     E(ids; D) = E at weight D minus E at weight 0 (``architecture.embedding_delta``): exact for an
@@ -178,8 +184,6 @@ class _EmbedDelta:
         self.module = module
         self.dirs = dirs
         self.dev = None
-        self.block: Block | None = None
-        self.handle = None
         self.busy = False  # embedding_delta calls the module: its own hook must not run then
 
     def nbytes(self, elt: int) -> int:
@@ -191,14 +195,6 @@ class _EmbedDelta:
 
     def drop(self) -> None:
         self.dev = None
-
-    def install(self, block: Block) -> None:
-        self.block = block
-        self.handle = self.module.register_forward_hook(self)
-
-    def remove(self) -> None:
-        self.handle.remove()
-        self.handle = self.block = None
 
     def __call__(self, module, args, out):
         if self.busy:
@@ -335,7 +331,8 @@ class FastEngine:
         self.embed_dirs = None  # list over axes of [V, H]
         self.head_dirs = None
         self.head_bias_dirs = None
-        self.point_dirs: dict[str, list[torch.Tensor]] = {}
+        self.point_dirs: dict[str, list[torch.Tensor]] = {}  # every target (path pointwise)
+        self._point_dev: dict[str, list[torch.Tensor]] | None = None  # the same on the device, when first used
         linear: dict[int, dict] = {}
         fallback: dict[int, dict] = {}
         modules = {}
@@ -629,10 +626,13 @@ class FastEngine:
             per_point = logits.logits.view(k, batch.b * batch.t, -1)
         else:
             params = dict(self.model.named_parameters(remove_duplicate=False))
+            if self._point_dev is None:
+                self._point_dev = {
+                    n: [d.to(self.device, torch.float32) for d in ds] for n, ds in self.point_dirs.items()
+                }
             per_point = []
             for coeffs in block.coeffs_np:
-                dirs = {n: [d.to(self.device, torch.float32) for d in ds] for n, ds in self.point_dirs.items()}
-                tensors = {n: perturbed(params[n], ds, coeffs) for n, ds in dirs.items()}
+                tensors = {n: perturbed(params[n], ds, coeffs) for n, ds in self._point_dev.items()}
                 out = functional_call(
                     self.model, tensors, (), {"input_ids": batch.ids, "attention_mask": batch.mask, **kwargs}
                 )
