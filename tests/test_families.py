@@ -73,18 +73,23 @@ def _configs() -> dict:
 FAMILIES = list(_configs())
 
 
+def save_with_tokenizer(model, path: Path) -> Path:
+    """``model`` saved at ``path`` with the conftest's char-level tokenizer (as a hub download would be)."""
+    make_tiny_llama(path, n_layers=2)  # for its tokenizer; the weights are replaced below
+    for f in path.glob("*.safetensors"):
+        f.unlink()
+    model.save_pretrained(path, safe_serialization=True)
+    return path
+
+
 def build(family: str, path: Path) -> Path:
     """A tiny random model of ``family`` saved at ``path`` with the conftest's char-level tokenizer."""
     from transformers import AutoModelForCausalLM
 
-    make_tiny_llama(path, n_layers=2)  # for its tokenizer; the weights are replaced below
-    for f in path.glob("*.safetensors"):
-        f.unlink()
     config = _configs()[family]()
     config.initializer_range = 0.2  # large enough that the landscape is far from uniform logits
     torch.manual_seed(0)
-    AutoModelForCausalLM.from_config(config).save_pretrained(path, safe_serialization=True)
-    return path
+    return save_with_tokenizer(AutoModelForCausalLM.from_config(config), path)
 
 
 @dataclass
@@ -145,6 +150,8 @@ def test_layer_landscape_matches_transformers(fam, layer):
     fast = FastEngine(fam.model, fam.data, dirs, max_block=2, head_chunk=40)  # blocks of 2 and 1, 3 chunks
     np.testing.assert_allclose(ref, want, atol=TOL, rtol=0)
     np.testing.assert_allclose(_losses(fast, fam.data), want, atol=TOL, rtol=0)
+    scratch = FastEngine(fam.model, fam.data, dirs, linear_mode="materialize")  # per-point weights, Conv1D too
+    np.testing.assert_allclose(_losses(scratch, fam.data), want, atol=TOL, rtol=0)
     d = fast.describe()
     # prefix reuse everywhere, but for the head transform llmscape does not know (Cohere's logit_scale)
     assert d["path"] == ("logits" if fam.name == "cohere" else "layers")
@@ -212,6 +219,8 @@ def test_hessian_matches_exact(fam):
 
 def test_weight_spectra_and_target_selection(fam):
     shapes = tensor_shapes(fam.path)
+    # prepared under the model's own names (transformers 5 would write GPT-NeoX's lm_head as embed_out)
+    assert set(shapes) == {name for name, _ in fam.model.named_parameters()}
     n = n_layers(fam.path)
     assert n == 2
     layout = layout_of_dir(fam.path)
@@ -235,25 +244,21 @@ def test_streaming_takes_llama_layout_families_only(tmp_path):
     got = _losses(FastEngine(path, data, dirs, stream=True, memory_mb=64), data)
     np.testing.assert_allclose(got, want, atol=TOL, rtol=0)
     gpt2 = build("gpt2", tmp_path / "gpt2")
+    gpt2_dirs = random_directions(read_tensors(gpt2, ["transformer.h.1.attn.c_attn.weight"]), 1, 0, "filter")
     with pytest.raises(LlmscapeError, match="stream: true .*'gpt2' is not one of the Llama-layout families"):
-        FastEngine(
-            gpt2,
-            data,
-            random_directions(read_tensors(gpt2, ["transformer.h.1.attn.c_attn.weight"]), 1, 0, "filter"),
-            stream=True,
-        )
+        FastEngine(gpt2, data, gpt2_dirs, stream=True)
+    qwen2 = build("qwen2", tmp_path / "qwen2")  # a sliding window of 4 over sequences of 22 tokens
+    qwen2_dirs = random_directions(read_tensors(qwen2, ["model.layers.1.mlp.up_proj.weight"]), 1, 0, "filter")
+    with pytest.raises(LlmscapeError, match=r"sliding-window attention \(window 4\)"):
+        FastEngine(qwen2, data, qwen2_dirs, stream=True)
 
 
 def test_encoder_is_refused(tmp_path):
     from transformers import BertConfig, BertLMHeadModel
 
-    path = tmp_path / "bert"
-    make_tiny_llama(path, n_layers=2)  # tokenizer
-    for f in path.glob("*.safetensors"):
-        f.unlink()
     config = BertConfig(vocab_size=96, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64)
     torch.manual_seed(0)
-    BertLMHeadModel(config).save_pretrained(path, safe_serialization=True)
+    path = save_with_tokenizer(BertLMHeadModel(config), tmp_path / "bert")
     with pytest.raises(LlmscapeError, match=r"BertLMHeadModel .*'bert'.* is not a causal language model"):
         load_prepared(path)
     with pytest.raises(LlmscapeError, match="not a causal language model"):
