@@ -23,8 +23,9 @@ and the parameter names (``model.layers.<i>``, ``transformer.h.<i>``, ``gpt_neox
 * ``extras_i``: recorded, not rebuilt. One forward with pre-hooks on the layers records what each
   layer receives (``LayerCalls``); replaying layers k.. from the recorded h_k and extras is the
   forward from layer k on. For K grid points batched as K copies of a batch of B sequences
-  (point-major: row = p B + s), every recorded tensor whose first dimension is B is repeated K
-  times (masks, per-row position ids); the others (rotary tables [1, T, D]) broadcast;
+  (point-major: row = p B + s), every recorded tensor of 2 or more dimensions whose first is B
+  is repeated K times (masks, per-row position ids); the others (rotary tables [1, T, D])
+  broadcast;
 * which 2-D weights are ``transformers.pytorch_utils.Conv1D`` (GPT-2): stored [in, out], so an
   output unit is a column (``Layout.transposed``).
 
@@ -55,7 +56,6 @@ to find its Conv1D weights.
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -66,8 +66,6 @@ import torch.nn.functional as F
 from torch.func import functional_call
 
 from llmscape.errors import LlmscapeError
-
-log = logging.getLogger("llmscape")
 
 _NUMBERED = re.compile(r"\.(\d+)\.")
 _FIRST_NUMBERED = re.compile(r"\.(\d+)\.(.+)$")
