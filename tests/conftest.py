@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
+
 import pytest
 import torch
 
@@ -10,6 +13,9 @@ from llmscape.data import tokenize
 # Tiny models: a second thread only adds synchronization (tests ran 7x slower with two on a busy
 # 2-core machine); subprocesses started by tests set their own.
 torch.set_num_threads(1)
+# Converted models are cached per test session (and per process tree: snakemake subprocesses
+# inherit it), never in the user's ~/.cache.
+os.environ["LLMSCAPE_MODEL_CACHE"] = tempfile.mkdtemp(prefix="llmscape-model-cache-")
 
 
 def make_tiny_llama(path, seed: int = 0, n_layers: int = 4, hidden: int = 32, vocab: int = 96):

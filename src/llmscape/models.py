@@ -10,12 +10,18 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import logging
+import os
 import re
+import shutil
 from pathlib import Path
 
 import torch
 
 from llmscape.errors import LlmscapeError
+
+log = logging.getLogger("llmscape")
+CACHE_ENV = "LLMSCAPE_MODEL_CACHE"
 
 EMBEDDED = {
     # name -> (package holding the file, GGUF file name). The package is located, never
@@ -107,8 +113,74 @@ def weights_sha256(model_dir: str | Path) -> str:
     return h.hexdigest()
 
 
+def model_cache() -> Path | None:
+    """Where converted models are shared between results trees: ``$LLMSCAPE_MODEL_CACHE`` (``off``:
+    nowhere), else ``~/.cache/llmscape/models``."""
+    value = os.environ.get(CACHE_ENV, "")
+    if value.lower() == "off":
+        return None
+    return Path(value).expanduser() if value else Path.home() / ".cache/llmscape/models"
+
+
+def _cache_key(source: str, dtype: str, trust_remote_code: bool) -> str | None:
+    """A key for a conversion: the source files' contents and every setting that changes the output;
+    None for a hub id (its files are not local, so their content cannot be known here)."""
+    import transformers
+
+    files = source_files(source)
+    if not files:
+        return None
+    h = hashlib.sha256(f"{dtype}:{trust_remote_code}:{transformers.__version__}".encode())
+    for f in files:
+        h.update(Path(f).name.encode())
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 22), b""):
+                h.update(block)
+    return h.hexdigest()[:32]
+
+
+def _same_device(a: Path, b: Path) -> bool:
+    """Whether hard links can join files under ``a`` and ``b`` (their nearest existing parents)."""
+    a, b = (next(p for p in (x, *x.parents) if p.exists()) for x in (a, b))
+    return os.stat(a).st_dev == os.stat(b).st_dev
+
+
 def prepare_model(source: str, out_dir: str | Path, dtype: str = "float32", trust_remote_code: bool = False) -> dict:
     """Convert any source into ``out_dir`` (safetensors, tokenizer, manifest.json).
+
+    A conversion is done once per machine: it goes to the model cache (``model_cache``),
+    keyed by the source files' contents and the settings, and ``out_dir`` gets hard links to
+    the cached files, so configs with different ``results:`` share one copy of the weights
+    (the files are never written in place, so a link is as safe as a copy). Without a cache,
+    for a hub id, or across file systems, the conversion is written to ``out_dir`` itself.
+    """
+    out_dir = Path(out_dir)
+    cache = model_cache()
+    key = _cache_key(source, dtype, trust_remote_code) if cache is not None else None
+    if key is None or not _same_device(cache, out_dir):
+        return _convert(source, out_dir, dtype, trust_remote_code)
+    entry = cache / key
+    if not (entry / "manifest.json").is_file():
+        tmp = cache / f".{key}.tmp-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        _convert(source, tmp, dtype, trust_remote_code)
+        try:
+            os.replace(tmp, entry)
+        except OSError:  # another job converted it meanwhile
+            shutil.rmtree(tmp, ignore_errors=True)
+    else:
+        log.info("model %s: converted before, linking %s", source, entry)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for f in entry.iterdir():
+        if f.name != "manifest.json":
+            os.link(f, out_dir / f.name)
+    manifest = {**read_manifest(entry), "source": source}  # this config's source string
+    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+def _convert(source: str, out_dir: Path, dtype: str, trust_remote_code: bool) -> dict:
+    """Load ``source`` with transformers and save it to ``out_dir``.
 
     The safetensors hold the loaded model's parameters under their own names; a model that
     is not a decoder-only causal LM is refused (llmscape.architecture.check_causal) before
@@ -119,7 +191,6 @@ def prepare_model(source: str, out_dir: str | Path, dtype: str = "float32", trus
     resolved = resolve_source(source)
     model, tokenizer = _from_pretrained(resolved, dtype_of(dtype), trust_remote_code)
     check_causal(model.eval())
-    out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     # Under the loaded model's own parameter names: by default transformers 5 writes the names of
     # the family's original checkpoints back (GPT-NeoX: lm_head -> embed_out), and every later
