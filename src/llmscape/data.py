@@ -5,6 +5,14 @@ else, so each sequence starts exactly as the model's own tokenizer starts it (a 
 token when its config adds one; SmolLM2's does not). The stored ``bos_token_id`` and
 ``starts_with_bos`` attributes record what happened, and every engine reads the same
 stored ids.
+
+What an evaluation set predicts is its ``Targets``: by default every next token of every
+sequence, summed per sequence (column = row). A set may instead name its predictions
+explicitly, as (row, position, label, column) quadruples: position ``pos`` of ``row``
+predicts ``label`` and the NLL is summed into output column ``column``. Capability probes
+(llmscape.probes) use this: a row holds a shared context once, and each answer choice's
+tokens are targets at their positions, summed into one column per choice, so that column's
+NLL is minus the choice's log-likelihood. Every engine reports statistics per column.
 """
 
 from __future__ import annotations
@@ -31,15 +39,62 @@ DEFAULT_PROMPTS = [
 
 
 @dataclass
+class Targets:
+    """Which position of which row predicts which token, and the output column its NLL is summed into."""
+
+    row: np.ndarray  # [M] int64: row of the evaluation set
+    pos: np.ndarray  # [M] int64: the position whose output predicts ``label`` (< the row's length)
+    label: np.ndarray  # [M] int64: the predicted token id
+    column: np.ndarray  # [M] int64: output column, 0 .. n_columns - 1
+    n_columns: int
+
+    def of_rows(self, rows: np.ndarray | torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The targets of some rows: (index of the row within ``rows``, pos, label, column), in ``rows`` order."""
+        rows = np.asarray(rows.cpu() if isinstance(rows, torch.Tensor) else rows, dtype=np.int64)
+        where = np.full(int(max(rows.max(initial=-1), self.row.max(initial=-1))) + 1, -1, dtype=np.int64)
+        where[rows] = np.arange(len(rows))
+        local = where[self.row]
+        keep = np.flatnonzero(local >= 0)
+        keep = keep[np.argsort(local[keep], kind="stable")]
+        return local[keep], self.pos[keep], self.label[keep], self.column[keep]
+
+    def counts(self) -> np.ndarray:
+        """Targets per column."""
+        return np.bincount(self.column, minlength=self.n_columns).astype(np.int64)
+
+
+def next_token_targets(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> Targets:
+    """Every next token of every row (a position predicts when it and the next token are real), column = row."""
+    real = attention_mask.bool()
+    pred = real[:, 1:] & real[:, :-1]
+    row, pos = (t.numpy().astype(np.int64) for t in pred.nonzero(as_tuple=True))
+    label = input_ids[:, 1:][pred].numpy().astype(np.int64)
+    return Targets(row, pos, label, row.copy(), int(input_ids.shape[0]))
+
+
+@dataclass
 class EvalSet:
     input_ids: torch.Tensor  # [N, T] int64, right-padded
     attention_mask: torch.Tensor  # [N, T] int64, 1 = real token
     texts: list[str]
+    targets: Targets | None = None  # None: every next token, one column per row (next_token_targets)
+
+    def predictions(self) -> Targets:
+        """What this set predicts (module docstring): its explicit targets, else every next token."""
+        if self.targets is not None:
+            return self.targets
+        return next_token_targets(self.input_ids, self.attention_mask)
+
+    @property
+    def n_columns(self) -> int:
+        return len(self) if self.targets is None else self.targets.n_columns
 
     @property
     def n_tokens(self) -> np.ndarray:
-        """Predicted tokens per sequence (length - 1)."""
-        return (self.attention_mask.sum(dim=1) - 1).numpy().astype(np.int64)
+        """Predicted tokens per output column (per sequence by default: its length - 1)."""
+        if self.targets is None:
+            return (self.attention_mask.sum(dim=1) - 1).numpy().astype(np.int64)
+        return self.targets.counts()
 
     def __len__(self) -> int:
         return self.input_ids.shape[0]

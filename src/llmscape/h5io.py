@@ -23,7 +23,7 @@ import numpy as np
 from llmscape.errors import LlmscapeError
 
 # The layout version of each file kind; a breaking change to a layout bumps its number.
-VERSIONS = {"landscape": 1, "directions": 1, "eval-set": 1, "spectrum": 2}
+VERSIONS = {"landscape": 1, "directions": 1, "eval-set": 1, "spectrum": 2, "probe-set": 1, "basin": 1}
 _RESERVED = ("format", "format_version")
 
 
@@ -96,7 +96,7 @@ def get_attrs(obj: h5py.HLObject) -> dict:
 
 
 def _decode(value):
-    if isinstance(value, str) and value[:1] in "{[":
+    if isinstance(value, str) and value[:1] in ("{", "["):  # not `in "{["`: the empty string is in every string
         return json.loads(value)
     if isinstance(value, np.generic):
         return value.item()
