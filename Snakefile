@@ -36,6 +36,7 @@ include: "workflow/rules/model.smk"
 include: "workflow/rules/landscape.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/curvature.smk"
+include: "workflow/rules/dynamics.smk"
 include: "workflow/rules/paper.smk"
 
 
@@ -48,6 +49,11 @@ localrules:
     compare_study,
     curvature_figure,
     curvature_table,
+    dynamics_data,
+    dynamics_directions,
+    dynamics_merge,
+    dynamics_pca_merge,
+    dynamics_report,
     paper,
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from llmscape.dynamics import settings as dynamics_settings
 from llmscape.engine import DEFAULT_KIND, OPTION_DEFAULTS, OPTIONS_OF
 from llmscape.errors import LlmscapeError
 from llmscape.models import resolve_source
@@ -91,6 +92,7 @@ def ineffective(raw: dict) -> list[str]:
         curvature = study.get("curvature") or {}
         if not curvature.get("enabled", False) and len(curvature) > ("enabled" in curvature):
             out.append(f"studies.{name}.curvature options have no effect without enabled: true")
+    out += dynamics_settings.ineffective(raw)
     return out
 
 
@@ -164,5 +166,6 @@ def check(config: dict, cuda_available=None, memory_bytes: int | None = None) ->
                     f"{g}: {n_points:,} points x {n_seq} sequences need {need / 2**30:.2f} GiB of result arrays, "
                     f"more than {MEMORY_FRACTION:.0%} of this machine's {memory_bytes / 2**30:.1f} GiB"
                 )
+    problems += dynamics_settings.problems(config)  # the dynamics section (src/llmscape/dynamics/settings.py)
     if problems:
         raise LlmscapeError("invalid config:\n  " + "\n  ".join(problems))

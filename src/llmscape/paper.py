@@ -90,8 +90,10 @@ def render(
     data_path: str | Path,
     studies: list[dict],
     weight_spectra: tuple[str | Path, str | Path] | None,
+    dynamics: dict | None = None,
 ) -> None:
-    """Render ``template`` (Markdown with Jinja2) to a standalone HTML page at ``out``."""
+    """Render ``template`` (Markdown with Jinja2) to a standalone HTML page at ``out``; ``dynamics``:
+    the dynamics section's context (llmscape.dynamics.report.paper_context), None without one."""
     evalset = datamod.load_eval_set(data_path)
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(Path(template).parent), undefined=jinja2.StrictUndefined, autoescape=False
@@ -105,6 +107,7 @@ def render(
         "data": {"texts": evalset.texts, "n_sequences": len(evalset), "n_tokens": int(evalset.n_tokens.sum())},
         "studies": {s["name"]: s for s in studies},
         "weights": _weights_context(*weight_spectra) if weight_spectra else None,
+        "dynamics": dynamics,
         "versions": versions(),
     }
     text = env.get_template(Path(template).name).render(**context)

@@ -310,4 +310,9 @@ def render_paper(inputs: dict, config: dict, out: str | Path) -> None:
             )
         )
     weights = (inputs["weights_csv"], inputs["weights_png"]) if "weights_csv" in inputs else None
-    render(inputs["template"], out, config, inputs["model"], inputs["data"], studies, weights)
+    dynamics = None
+    if "dynamics.trajectory" in inputs:  # the dynamics study's ``dynamics.*`` inputs
+        from llmscape.dynamics.report import paper_context
+
+        dynamics = paper_context(inputs, Path(out).parent)
+    render(inputs["template"], out, config, inputs["model"], inputs["data"], studies, weights, dynamics)

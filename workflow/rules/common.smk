@@ -101,7 +101,8 @@ def all_outputs():
         if config["weight_spectra"]["enabled"]
         else []
     )
-    return per_landscape + per_study + curvature + weights + [PAPER]
+    dynamics = dynamics_outputs()  # workflow/rules/dynamics.smk
+    return per_landscape + per_study + curvature + weights + dynamics + [PAPER]
 
 
 def paper_inputs(wc):
@@ -128,4 +129,9 @@ def paper_inputs(wc):
         }
         if study in curvature_studies(config):
             inputs[f"{study}.curvature"] = f"{R}/figures/{study}/curvature.png"
+    # The dynamics study (workflow/rules/dynamics.smk), read by llmscape.dynamics.report.paper_context.
+    if dynamics_enabled(config):
+        inputs["dynamics.section"] = f"{workflow.basedir}/paper/sections/dynamics.md.j2"
+        inputs["dynamics.trajectory"] = f"{DYN}/trajectory.h5"
+        inputs |= {f"dynamics.{k}": v for k, v in {**DYN_TABLES, **DYN_FIGURES}.items()}
     return inputs
