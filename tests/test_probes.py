@@ -108,7 +108,11 @@ def test_file_errors_name_file_and_line(tmp_path):
     with pytest.raises(LlmscapeError) as err:
         P.read_items(spec.path)
     text = str(err.value)
-    for line, words in [(2, "not a JSON object"), (3, "answer 2 is out of range for 2 choices"), (4, "choices must be a list of at least 2")]:
+    for line, words in [
+        (2, "not a JSON object"),
+        (3, "answer 2 is out of range for 2 choices"),
+        (4, "choices must be a list of at least 2"),
+    ]:
         assert f"{spec.path}:{line}: {words}" in text
     assert f"{spec.path}:5: unknown key(s) ['anwser']" in text and f"{spec.path}:7: choices repeat" in text
     assert f"{spec.path}:1" not in text
@@ -151,3 +155,41 @@ def test_builtin_sets_are_valid_and_large_enough():
         answers = np.bincount([it.answer for it in items])
         assert (answers > 0).sum() >= 2, f"{name}: answers all at one position"
     assert P.probe_specs({})["refusal"].chat and not P.probe_specs({})["capitals"].chat
+
+
+@pytest.mark.parametrize("kind", ["reference", "fast"])
+@pytest.mark.parametrize("layer", ["last", "all"])
+def test_engines_score_capabilities_as_a_plain_forward_per_choice(tiny_dir, tiny, tiny_data, tmp_path, kind, layer):
+    """Every grid point: the engines' capability metrics (computed with the loss in one pass) equal the
+    oracle on a model whose weights are theta* + a d."""
+    import copy
+
+    from llmscape.directions import random_directions
+    from llmscape.engine import build_engine
+    from llmscape.loss import metrics
+    from llmscape.models import read_tensors, tensor_shapes
+    from llmscape.targets import select
+
+    model, tokenizer = tiny
+    rows = P.encode(write(tmp_path, ITEMS), tokenizer)
+    ev = P.Evaluation(tiny_data, [rows])
+    names = select(tensor_shapes(tiny_dir), ["proj"], layer, 4)
+    (d,) = random_directions(read_tensors(tiny_dir, names), 1, seed=3, norm="filter")
+    engine = build_engine({"kind": kind}, tiny_dir, ev.evalset, [d])
+    coeffs = np.array([[0.0], [0.3], [-0.6]])
+    stats = engine.evaluate(coeffs)
+    got = ev.metrics(stats)
+    alone = metrics(build_engine({"kind": kind}, tiny_dir, tiny_data, [d]).evaluate(coeffs), tiny_data.n_tokens)
+    np.testing.assert_allclose(got["loss"], alone["loss"], atol=1e-6)  # the probes leave the loss alone
+    for p, (a,) in enumerate(coeffs):
+        moved = copy.deepcopy(model)
+        params = dict(moved.named_parameters())
+        with torch.no_grad():
+            for n in names:
+                params[n].add_(a * d[n])
+        want = oracle_scores(moved, tokenizer, ITEMS)
+        ll = rows.log_likelihoods(stats.nll_sum[p : p + 1, ev.probe_columns[0]])[0]
+        for i, item_ll in enumerate(want["ll"]):
+            np.testing.assert_allclose(ll[i, : len(item_ll)], item_ll, atol=1e-4)
+        for key in P.METRICS:
+            assert got[f"set/{key}"][p] == pytest.approx(want[key], abs=1e-4), (key, a)

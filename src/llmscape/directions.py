@@ -18,7 +18,7 @@ from llmscape import h5io
 from llmscape.errors import LlmscapeError
 
 Direction = dict[str, torch.Tensor]
-NORMS = ("filter", "layer", "model", "none")
+NORMS = ("filter", "layer", "model", "gaussian", "none")
 
 
 def _stream_seed(seed: int, axis: int, name: str) -> int:
@@ -44,6 +44,10 @@ def normalize(direction: Direction, weights: Direction, norm: str, transposed: C
             llmscape.architecture.Layout.transposed); 1-D tensors are treated as one unit.
     layer:  each tensor gets the norm of its weight tensor.
     model:  the whole direction gets the norm of all targeted weights together.
+    gaussian: the whole direction gets norm sqrt(P), P its number of entries: the expected
+            norm of a raw N(0, I) draw (Chen et al. 2025's convention), so that a random
+            direction, a worst-case direction and a checkpoint delta scaled this way all
+            compare with adding a * N(0, I) noise to the targeted weights.
     none:   unchanged.
     Norms are taken in float64 so that the scale does not depend on the model dtype.
     """
@@ -51,6 +55,10 @@ def normalize(direction: Direction, weights: Direction, norm: str, transposed: C
         raise LlmscapeError(f"normalization must be one of {NORMS}, got {norm!r}")
     if norm == "none":
         return dict(direction)
+    if norm == "gaussian":
+        n = sum(t.numel() for t in direction.values())
+        d = torch.sqrt(sum(t.double().pow(2).sum() for t in direction.values()))
+        return {k: (t.double() * (n**0.5 / d.clamp_min(1e-30))).float() for k, t in direction.items()}
     if norm == "model":
         w = torch.sqrt(sum(weights[n].double().pow(2).sum() for n in direction))
         d = torch.sqrt(sum(t.double().pow(2).sum() for t in direction.values()))

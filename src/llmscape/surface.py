@@ -14,6 +14,7 @@ import hashlib
 import json
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,7 @@ import numpy as np
 from llmscape.engine import Engine
 from llmscape.errors import LlmscapeError
 from llmscape.grid import points, shard_indices
-from llmscape.loss import metrics
+from llmscape.loss import SequenceStats, metrics
 from llmscape.store import Landscape
 
 log = logging.getLogger("llmscape")
@@ -82,8 +83,16 @@ def compute_shard(
     n_shards: int = 1,
     checkpoint_s: float = 30.0,
     label: str = "landscape",
+    scorer: Callable[[SequenceStats], dict[str, np.ndarray]] | None = None,
+    extra: tuple[str, ...] = (),
 ) -> Landscape:
-    """Evaluate the points of one shard with ``engine`` and write ``out`` when complete."""
+    """Evaluate the points of one shard with ``engine`` and write ``out`` when complete.
+
+    ``scorer`` turns the engine's statistics into the stored metrics (default: llmscape.loss.metrics
+    with ``n_tokens``); with capability probes it is llmscape.probes.Evaluation.metrics, and
+    ``extra`` names the capability grids it adds (``<set>/<metric>``)."""
+    if scorer is None:
+        scorer = lambda stats: metrics(stats, n_tokens)  # noqa: E731
     out = Path(out)
     partial = out.with_name(out.name + ".partial")
     ident = identity(provenance)
@@ -94,7 +103,7 @@ def compute_shard(
     state = _resume_state(partial, ident)
     if state is None:
         attrs = {"identity": ident, "provenance": provenance, "shard": [shard, n_shards], "wall_time_s": 0.0}
-        state = Landscape.empty(grid_axes, len(n_tokens), attrs)
+        state = Landscape.empty(grid_axes, len(n_tokens), attrs, extra)
     todo = mine[~state.computed.ravel()[mine]]
     if len(todo) < len(mine):
         log.info("%s: resuming, %d of %d points already computed", label, len(mine) - len(todo), len(mine))
@@ -105,7 +114,7 @@ def compute_shard(
     wall_before = float(state.attrs["wall_time_s"])
     for i in range(0, len(todo), block):
         idx = todo[i : i + block]
-        state.fill(idx, metrics(engine.evaluate(all_points[idx]), n_tokens))
+        state.fill(idx, scorer(engine.evaluate(all_points[idx])))
         progress.advance(len(idx))
         if time.monotonic() - last_save >= checkpoint_s and i + block < len(todo):
             state.attrs["wall_time_s"] = wall_before + time.monotonic() - started

@@ -66,7 +66,7 @@ from llmscape.data import EvalSet
 from llmscape.directions import Direction
 from llmscape.engine import OPTION_DEFAULTS, OPTIONS_OF
 from llmscape.errors import LlmscapeError
-from llmscape.loss import SequenceStats, shifted_targets
+from llmscape.loss import SequenceStats
 
 log = logging.getLogger("llmscape")
 
@@ -102,7 +102,7 @@ class _SeqBatch:
     t: int  # positions the model runs on (the batch's width - 1)
     pred_index: torch.Tensor  # positions predicting a token, into [B*T]
     pred_labels: torch.Tensor  # the token each of them predicts
-    pred_seq: torch.Tensor  # the batch row each of them is in
+    pred_col: torch.Tensor  # the output column each prediction is summed into (llmscape.data.Targets)
     hidden: torch.Tensor | None = None  # [B, T, H] entering the start layer (path "layers")
     calls: LayerCalls | None = None  # what each decoder layer is called with (path "layers")
     embed_delta: torch.Tensor | None = None  # [n_axes, B, T, H]: E(ids; D_a) when the embedding is perturbed
@@ -436,7 +436,7 @@ class FastEngine:
         heads = cfg.num_attention_heads
         vocab = self.provider.embed.weight.shape[0]
         n_seq, t_max = self.data.input_ids.shape
-        n_pred = int(shifted_targets(self.data.input_ids, self.data.attention_mask)[1].sum())
+        n_pred = len(self.data.predictions().row)
         na = self.n_axes
         avail = budget
         self.layer_mb = None
@@ -482,8 +482,13 @@ class FastEngine:
     # ------------------------------------------------------------------ prefix
     @torch.no_grad()
     def _prepare_prefix(self) -> None:
-        """Per sequence batch: ids, masks, label positions; path layers: the hidden states entering the start layer."""
+        """Per sequence batch: ids, masks, label positions; path layers: the hidden states entering the start layer.
+
+        What is predicted where comes from the evaluation set's targets (llmscape.data.Targets):
+        every next token by default, or explicit (row, position, label, column) quadruples.
+        """
         ids_all, mask_all = self.data.input_ids, self.data.attention_mask
+        targets = self.data.predictions()
         lengths = mask_all.sum(dim=1)
         # Longest first, so each sequence batch holds similar lengths (less padding).
         order = torch.argsort(lengths, descending=True, stable=True)
@@ -492,22 +497,20 @@ class FastEngine:
             seq_ids = order[s0 : s0 + self.seq_batch]
             ids, mask = ids_all[seq_ids], mask_all[seq_ids]
             width = int(lengths[seq_ids].max())  # trim the padding common to the batch
-            labels, lmask = shifted_targets(ids[:, :width], mask[:, :width])
-            # The model runs on positions 0..width-2 only: the last position predicts
-            # nothing and, causally, influences no earlier position.
-            t = width - 1
+            local, pos, label, column = (torch.as_tensor(x, device=self.device) for x in targets.of_rows(seq_ids))
+            # The model runs on positions up to the last one that predicts (width - 2 for next
+            # tokens): a later position influences, causally, no earlier one.
+            t = int(pos.max()) + 1 if len(pos) else max(1, width - 1)
             ids, mask = ids[:, :t].to(self.device), mask[:, :t].to(self.device)
-            labels, lmask = labels.to(self.device), lmask.to(self.device)
-            flat = lmask.reshape(-1).nonzero().squeeze(1)
             batch = _SeqBatch(
                 seq_ids=seq_ids.to(self.device),
                 ids=ids,
                 mask=mask,
                 b=ids.shape[0],
                 t=t,
-                pred_index=flat,
-                pred_labels=labels.reshape(-1)[flat],
-                pred_seq=flat // t,
+                pred_index=local * t + pos,
+                pred_labels=label,
+                pred_col=column,
             )
             if self.path == "layers":
                 if self.provider.streaming:
@@ -556,12 +559,12 @@ class FastEngine:
     # ------------------------------------------------------------------ evaluation
     @torch.no_grad()
     def _run_block(self, coeffs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """nll_sum and correct [K, N] for one block of K points."""
+        """nll_sum and correct [K, C] for one block of K points (C output columns: one per sequence by default)."""
         k = len(coeffs)
         c_np = np.asarray(coeffs, dtype=np.float64)
         block = Block(k, torch.as_tensor(c_np, dtype=torch.float32, device=self.device), c_np)
         groups = [self.batches] if self.provider.streaming else [[b] for b in self.batches]
-        n = len(self.data)
+        n = self.data.n_columns
         nll = np.zeros((k, n))
         correct = np.zeros((k, n))
         for group in groups:
@@ -584,10 +587,10 @@ class FastEngine:
         return nll, correct
 
     def _owners(self, batch: _SeqBatch, k: int, n: int) -> torch.Tensor:
-        """Per predicted row of the block (point-major): point * N + the sequence's row in the eval set."""
-        seq = batch.seq_ids[batch.pred_seq]
-        pts = torch.arange(k, device=self.device).repeat_interleave(len(seq))
-        return pts * n + seq.repeat(k)
+        """Per predicted row of the block (point-major): point * C + the prediction's output column."""
+        col = batch.pred_col
+        pts = torch.arange(k, device=self.device).repeat_interleave(len(col))
+        return pts * n + col.repeat(k)
 
     def _layers_block(self, group: list[_SeqBatch], block: Block) -> list[torch.Tensor]:
         """Path layers: from the prefix, layers start.. (layer-major over the group), then the tail."""

@@ -15,7 +15,7 @@ import torch
 from llmscape.data import EvalSet
 from llmscape.directions import Direction
 from llmscape.engine import OPTION_DEFAULTS
-from llmscape.loss import SequenceStats, shifted_targets, token_nll_and_correct
+from llmscape.loss import SequenceStats
 
 
 class PerturbedWeights:
@@ -61,16 +61,23 @@ class ReferenceEngine:
 
     @torch.no_grad()
     def _stats_at_current_weights(self) -> tuple[np.ndarray, np.ndarray]:
-        nll, correct = [], []
+        """Summed NLL and argmax-correct count per output column: the model's full logits, the
+        evaluation set's targets (every next token by default, llmscape.data.Targets) picked out
+        and scored in float64."""
+        targets = self.data.predictions()
+        nll = torch.zeros(targets.n_columns, dtype=torch.float64)
+        correct = torch.zeros(targets.n_columns, dtype=torch.float64)
         for start in range(0, len(self.data), self.batch_size):
-            ids = self.data.input_ids[start : start + self.batch_size].to(self.device)
-            mask = self.data.attention_mask[start : start + self.batch_size].to(self.device)
-            logits = self.model(input_ids=ids, attention_mask=mask).logits[:, :-1]
-            labels, label_mask = shifted_targets(ids, mask)
-            s, c = token_nll_and_correct(logits, labels, label_mask)
-            nll.append(s)
-            correct.append(c)
-        return torch.cat(nll).double().cpu().numpy(), torch.cat(correct).double().cpu().numpy()
+            rows = np.arange(start, min(start + self.batch_size, len(self.data)))
+            ids = self.data.input_ids[rows].to(self.device)
+            mask = self.data.attention_mask[rows].to(self.device)
+            logits = self.model(input_ids=ids, attention_mask=mask).logits
+            local, pos, label, column = (torch.as_tensor(x) for x in targets.of_rows(rows))
+            picked = logits[local.to(self.device), pos.to(self.device)].double().cpu()
+            token_nll = torch.logsumexp(picked, dim=1) - picked.gather(1, label.unsqueeze(1)).squeeze(1)
+            nll.index_add_(0, column, token_nll)
+            correct.index_add_(0, column, (picked.argmax(dim=1) == label).double())
+        return nll.numpy(), correct.numpy()
 
     def describe(self) -> dict:
         return {
