@@ -49,11 +49,6 @@ localrules:
     compare_study,
     curvature_figure,
     curvature_table,
-    dynamics_data,
-    dynamics_directions,
-    dynamics_merge,
-    dynamics_pca_merge,
-    dynamics_report,
     paper,
 
 

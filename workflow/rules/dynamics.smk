@@ -16,6 +16,7 @@ rule dynamics_data:
         corpus=f"{DYN}/data/corpus.h5",
     log:
         f"{R}/logs/dynamics/data.log",
+    localrule: True
     conda:
         ENV
     threads: 1
@@ -36,6 +37,7 @@ rule dynamics_directions:
         f"{DYN}/directions.h5",
     log:
         f"{R}/logs/dynamics/directions.log",
+    localrule: True
     conda:
         ENV
     threads: 1
@@ -75,11 +77,11 @@ rule dynamics_slice:
         directions=f"{DYN}/directions.h5",
         run=f"{DYN}/run",
     output:
-        f"{DYN}/slices/{{data}}/step-{{step}}/shard-{{k}}-of-{{n}}.h5",
+        f"{DYN}/{DYN_SLICE_JOB}.h5",
     log:
-        f"{R}/logs/dynamics/slices/{{data}}/step-{{step}}/shard-{{k}}-of-{{n}}.log",
+        f"{R}/logs/dynamics/{DYN_SLICE_JOB}.log",
     benchmark:
-        f"{R}/benchmarks/dynamics/slices/{{data}}/step-{{step}}/shard-{{k}}-of-{{n}}.tsv"
+        f"{R}/benchmarks/dynamics/{DYN_SLICE_JOB}.tsv"
     conda:
         ENV
     threads: config["engine"]["threads"]
@@ -92,24 +94,10 @@ rule dynamics_slice:
     params:
         job_config=lambda wc: dynamics_job(config, "slice"),
         engine=config["engine"],
+        shard=dynamics_shard,
+        n_shards=DYN_SHARDS,
     script:
         "../scripts/dynamics_slice.py"
-
-
-rule dynamics_merge:
-    input:
-        lambda wc: dynamics_shards(f"{DYN}/slices/{wc.data}/step-{wc.step}"),
-    output:
-        f"{DYN}/slices/{{data}}/step-{{step}}.h5",
-    log:
-        f"{R}/logs/dynamics/merge/{{data}}/step-{{step}}.log",
-    conda:
-        ENV
-    threads: 1
-    resources:
-        **LIGHT,
-    script:
-        "../scripts/merge.py"
 
 
 rule dynamics_spectrum:
@@ -172,11 +160,11 @@ rule dynamics_pca_slice:
         trajectory=f"{DYN}/trajectory.h5",
         run=f"{DYN}/run",
     output:
-        f"{DYN}/pca/shard-{{k}}-of-{{n}}.h5",
+        f"{DYN}/{DYN_PCA_JOB}.h5",
     log:
-        f"{R}/logs/dynamics/pca/shard-{{k}}-of-{{n}}.log",
+        f"{R}/logs/dynamics/{DYN_PCA_JOB}.log",
     benchmark:
-        f"{R}/benchmarks/dynamics/pca/shard-{{k}}-of-{{n}}.tsv"
+        f"{R}/benchmarks/dynamics/{DYN_PCA_JOB}.tsv"
     conda:
         ENV
     threads: config["engine"]["threads"]
@@ -189,24 +177,10 @@ rule dynamics_pca_slice:
     params:
         job_config=lambda wc: dynamics_job(config, "pca_slice"),
         engine=config["engine"],
+        shard=dynamics_shard,
+        n_shards=DYN_SHARDS,
     script:
         "../scripts/dynamics_pca_slice.py"
-
-
-rule dynamics_pca_merge:
-    input:
-        dynamics_shards(f"{DYN}/pca"),
-    output:
-        f"{DYN}/pca.h5",
-    log:
-        f"{R}/logs/dynamics/merge/pca.log",
-    conda:
-        ENV
-    threads: 1
-    resources:
-        **LIGHT,
-    script:
-        "../scripts/merge.py"
 
 
 rule dynamics_report:
@@ -217,6 +191,7 @@ rule dynamics_report:
         **DYN_FIGURES,
     log:
         f"{R}/logs/dynamics/report.log",
+    localrule: True
     conda:
         ENV
     threads: 1
@@ -226,3 +201,38 @@ rule dynamics_report:
         clip=config["figures"]["clip"],
     script:
         "../scripts/dynamics_report.py"
+
+
+if DYN_SHARDS > 1:
+
+    rule dynamics_merge:
+        input:
+            lambda wc: dynamics_shards(f"{DYN}/slices/{wc.data}/step-{wc.step}"),
+        output:
+            f"{DYN}/slices/{{data}}/step-{{step}}.h5",
+        log:
+            f"{R}/logs/dynamics/merge/{{data}}/step-{{step}}.log",
+        localrule: True
+        conda:
+            ENV
+        threads: 1
+        resources:
+            **LIGHT,
+        script:
+            "../scripts/merge.py"
+
+    rule dynamics_pca_merge:
+        input:
+            dynamics_shards(f"{DYN}/pca"),
+        output:
+            f"{DYN}/pca.h5",
+        log:
+            f"{R}/logs/dynamics/merge/pca.log",
+        localrule: True
+        conda:
+            ENV
+        threads: 1
+        resources:
+            **LIGHT,
+        script:
+            "../scripts/merge.py"

@@ -20,6 +20,14 @@ CORPUS = (
 )
 DYN_TRAIN_DATA = f"{DYN}/data/{DYN_SECTION['train']['data']}.h5"
 DYN_SHARDS = DYN_SECTION["shards"]
+# A slice (and the PCA landscape) with shards: 1 is written by its one job; with more, by
+# dynamics_merge from shard files, each its own job.
+DYN_SLICE_JOB = (
+    "slices/{data}/step-{step}"
+    if DYN_SHARDS == 1
+    else "slices/{data}/step-{step}/shard-{k}-of-{n}"
+)
+DYN_PCA_JOB = "pca" if DYN_SHARDS == 1 else "pca/shard-{k}-of-{n}"
 DYN_TABLES = {
     name: f"{R}/tables/dynamics/{name}.csv"
     for name in ("steps", "roughness", "next_token")
@@ -43,6 +51,11 @@ def dynamics_saved():
 
 def dynamics_shards(prefix):
     return [f"{prefix}/shard-{k}-of-{DYN_SHARDS}.h5" for k in range(DYN_SHARDS)]
+
+
+def dynamics_shard(wc):
+    """The shard index of a slice or PCA job (0 when a job computes the whole grid)."""
+    return int(wc.get("k", 0))
 
 
 def dynamics_report_inputs(wc):

@@ -8,7 +8,7 @@ from llmscape.jobs import run_job
 if TYPE_CHECKING:
     from snakemake.script import snakemake
 
-i, wc = snakemake.input, snakemake.wildcards
+i, p = snakemake.input, snakemake.params
 run_job(
     lambda: compute_pca_slice(
         i.model,
@@ -16,12 +16,12 @@ run_job(
         i.directions,
         i.trajectory,
         i.run,
-        snakemake.params.job_config,
-        snakemake.params.engine,
+        p.job_config,
+        p.engine,
         snakemake.output[0],
-        shard=int(wc.k),
-        n_shards=int(wc.n),
-        label=f"dynamics PCA plane shard {wc.k}/{wc.n}",
+        shard=p.shard,
+        n_shards=p.n_shards,
+        label=f"dynamics PCA plane shard {p.shard}/{p.n_shards}",
     ),
     snakemake.log[0],
     snakemake.threads,

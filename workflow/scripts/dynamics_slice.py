@@ -8,7 +8,7 @@ from llmscape.jobs import run_job
 if TYPE_CHECKING:
     from snakemake.script import snakemake
 
-i, wc = snakemake.input, snakemake.wildcards
+i, wc, p = snakemake.input, snakemake.wildcards, snakemake.params
 run_job(
     lambda: compute_slice(
         i.model,
@@ -16,12 +16,12 @@ run_job(
         i.directions,
         i.run,
         int(wc.step),
-        snakemake.params.job_config,
-        snakemake.params.engine,
+        p.job_config,
+        p.engine,
         snakemake.output[0],
-        shard=int(wc.k),
-        n_shards=int(wc.n),
-        label=f"dynamics {wc.data} step {wc.step} shard {wc.k}/{wc.n}",
+        shard=p.shard,
+        n_shards=p.n_shards,
+        label=f"dynamics {wc.data} step {wc.step} shard {p.shard}/{p.n_shards}",
     ),
     snakemake.log[0],
     snakemake.threads,

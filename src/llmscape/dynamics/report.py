@@ -129,7 +129,13 @@ def plot_slices(
     steps = [int(s) for s in trajectory["steps"]]
     data = [n for n in DATASETS if any(k[0] == n for k in slices)]
     fig, axes = plt.subplots(
-        len(data), len(steps), figsize=(2.9 * len(steps) + 1, 2.7 * len(data) + 0.6), squeeze=False
+        len(data),
+        len(steps),
+        figsize=(2.8 * len(steps) + 1.2, 2.6 * len(data) + 0.5),
+        squeeze=False,
+        sharex=True,
+        sharey=True,
+        layout="constrained",
     )
     coords = trajectory["fixed/coords"]
     for r, name in enumerate(data):
@@ -151,7 +157,7 @@ def plot_slices(
             if step == steps[0]:
                 ax.plot(coords[:, 1], coords[:, 0], "w.-", markersize=4, lw=0.8)
             centre = ls.loss[len(a) // 2, len(b) // 2]
-            ax.set_title(f"{name}, step {step}: centre {centre:.3g}", fontsize=8)
+            ax.set_title(f"{name}, step {step}: centre {centre:.4g}", fontsize=8)
             ax.tick_params(labelsize=7)
             if r == len(data) - 1:
                 ax.set_xlabel(r"$\beta$", fontsize=8)
@@ -159,6 +165,11 @@ def plot_slices(
                 ax.set_ylabel(r"$\alpha$", fontsize=8)
         if cs is not None:
             fig.colorbar(cs, ax=list(axes[r]), shrink=0.85, label="loss")
+    for c, step in enumerate(steps):  # tick labels under the lowest panel of each column
+        lowest = max(r for r, name in enumerate(data) if (name, step) in slices or r == 0)
+        axes[lowest, c].xaxis.set_tick_params(labelbottom=True)
+        axes[lowest, c].set_xlabel(r"$\beta$", fontsize=8)
+        axes[lowest, c].xaxis.set_major_locator(plt.MaxNLocator(5))
     fig.suptitle(
         r"$f_t(\alpha,\beta) = L(\theta_t + \alpha d + \beta e)$, d and e fixed at $\theta_0$; "
         "one colour scale per row",
@@ -299,7 +310,8 @@ def plot_pca(ls: Landscape, trajectory: dict, png: str | Path, pdf: str | Path, 
     ax2.set_xlabel("training step")
     ax2.set_ylabel(f"loss on the {train_data} (nats)")
     ax2.legend(fontsize=7)
-    ax2.set_title("the path leaves the plane: projected losses differ", fontsize=9)
+    gap = np.nanmax(np.abs(t["pca/loss"] - t[f"loss/{train_data}"]))
+    ax2.set_title(f"loss at the true points and at their projections (largest gap {gap:.2g} nats)", fontsize=9)
     fig.tight_layout()
     _save(fig, png, pdf)
 

@@ -364,16 +364,34 @@ def trajectory(
     }
     save_directions(pca_directions_out, u, recipe)
 
-    # Losses: at theta_t, at its projection into each plane, and the next-token table.
+    # Losses at theta_t and at its projections, on one engine per evaluation set at theta_0 (one prefix):
+    # its axes are d, e, each later step's delta_t = theta_t - theta_0 and u_1, u_2, so that theta_t is
+    # the point with coefficient 1 on delta_t, and theta_T + c_1 u_1 + c_2 u_2 the point 1 on delta_T, c on u.
     model, tokenizer = load_prepared(model_dir, dtype, device)
-    loss = {name: np.zeros(len(steps)) for name in DATASETS}
-    for i, t in enumerate(steps):
-        set_tensors(model, thetas[t])
-        for name in DATASETS:
-            loss[name][i] = _losses(model, data[name], [d, e], np.zeros((1, 2)), engine_section)[0]
-    pca_loss = _losses(model, data[train_data], u, pca.coords, engine_section)  # the model is at theta_T
     set_tensors(model, first)
-    fixed_loss = {name: _losses(model, data[name], [d, e], fixed_coords, engine_section) for name in DATASETS}
+    deltas = [{n: v.float() for n, v in geometry.difference(thetas[t], first).items()} for t in steps[1:]]
+    axes = [d, e, *deltas, *u]
+    n = len(steps)
+
+    def point(step_index: int = 0, fixed=(0.0, 0.0), pca_coords=None) -> np.ndarray:
+        c = np.zeros(len(axes))
+        c[:2] = fixed
+        if step_index:
+            c[1 + step_index] = 1.0
+        if pca_coords is not None:
+            c[-2:] = pca_coords
+        return c
+
+    points = [point(i) for i in range(n)] + [point(fixed=fixed_coords[i]) for i in range(n)]
+    pca_points = [point(n - 1, pca_coords=pca.coords[i]) for i in range(n)]
+    loss, fixed_loss = {}, {}
+    for name in DATASETS:
+        values = _losses(
+            model, data[name], axes, np.array(points + (pca_points if name == train_data else [])), engine_section
+        )
+        loss[name], fixed_loss[name] = values[:n], values[n : 2 * n]
+        if name == train_data:
+            pca_loss = values[2 * n :]
 
     nt = job_config["next_token"]
     settings, ids, probs = [], [], []
