@@ -37,6 +37,7 @@ include: "workflow/rules/landscape.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/curvature.smk"
 include: "workflow/rules/dynamics.smk"
+include: "workflow/rules/basins.smk"
 include: "workflow/rules/paper.smk"
 
 

@@ -35,6 +35,11 @@ def test_defaults_are_filled():
         "solver": "lanczos",
         "tol": 0.001,
         "max_iter": 100,
+        "objective": "loss",  # method worst (llmscape.basins)
+        "radius": 0.05,
+        "steps": 10,
+        "step_size": 0.5,
+        "source": None,  # method checkpoint
     }
     assert s["curvature"]["enabled"] is False and s["shards"] == 1
     assert [(x.layer, x.direction) for x in landscapes(config)] == [("first", "r"), ("middle", "r"), ("last", "r")]

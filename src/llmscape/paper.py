@@ -91,9 +91,11 @@ def render(
     studies: list[dict],
     weight_spectra: tuple[str | Path, str | Path] | None,
     dynamics: dict | None = None,
+    basins: dict | None = None,
 ) -> None:
     """Render ``template`` (Markdown with Jinja2) to a standalone HTML page at ``out``; ``dynamics``:
-    the dynamics section's context (llmscape.dynamics.report.paper_context), None without one."""
+    the dynamics section's context (llmscape.dynamics.report.paper_context), None without one;
+    ``basins``: the Basins section's (llmscape.basins.report.paper_context), None without one."""
     evalset = datamod.load_eval_set(data_path)
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(Path(template).parent), undefined=jinja2.StrictUndefined, autoescape=False
@@ -108,6 +110,7 @@ def render(
         "studies": {s["name"]: s for s in studies},
         "weights": _weights_context(*weight_spectra) if weight_spectra else None,
         "dynamics": dynamics,
+        "basins": basins,
         "versions": versions(),
     }
     text = env.get_template(Path(template).name).render(**context)

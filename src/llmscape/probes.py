@@ -89,6 +89,7 @@ class ProbeSpec:
     path: Path
     chat: bool
     description: str = ""
+    max_items: int | None = None  # this set's own limit (None: the probes section's max_items)
 
 
 def builtin_path(name: str) -> Path:
@@ -96,11 +97,23 @@ def builtin_path(name: str) -> Path:
 
 
 def probe_specs(probes_section: dict | None) -> dict[str, ProbeSpec]:
-    """Every probe set a config can name: the built-in ones, then the config's ``probes.sets``
-    (a user's entry with a built-in's name replaces it)."""
+    """Every probe set a config can name: the built-in ones, then the config's ``probes.sets``.
+
+    An entry with a ``file`` is a set of its own (replacing a built-in of that name); an entry
+    without one adjusts the built-in set of its name (``chat``, ``max_items``)."""
     specs = {name: ProbeSpec(name, builtin_path(name), chat, text) for name, (chat, text) in BUILTIN.items()}
     for name, s in ((probes_section or {}).get("sets") or {}).items():
-        specs[name] = ProbeSpec(name, Path(s["file"]), bool(s.get("chat", False)), s.get("description", ""))
+        base = None if s.get("file") else specs.get(name)
+        if s.get("file") is None and base is None:
+            raise LlmscapeError(f"probe set {name!r} has no file and is not a built-in set ({', '.join(BUILTIN)})")
+        chat = s.get("chat")
+        specs[name] = ProbeSpec(
+            name,
+            Path(s["file"]) if s.get("file") else base.path,
+            bool(chat) if chat is not None else (base.chat if base else False),
+            s.get("description") or (base.description if base else ""),
+            s.get("max_items"),
+        )
     return specs
 
 
@@ -250,8 +263,9 @@ def encode(spec: ProbeSpec, tokenizer, max_items: int | None = None) -> ProbeRow
     """Tokenize a probe set into shared-context rows (module docstring); identical choices are an error."""
     items = read_items(spec.path)
     n_in_file = len(items)
-    if max_items is not None:
-        items = items[:max_items]
+    limit = spec.max_items if spec.max_items is not None else max_items
+    if limit is not None:
+        items = items[:limit]
     rows: list[list[int]] = []
     target_rows, target_pos, target_label, target_col = [], [], [], []
     column_item, column_choice, column_chars = [], [], []

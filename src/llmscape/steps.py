@@ -50,9 +50,23 @@ def target_names(model_dir: str | Path, job_config: dict) -> list[str]:
     return select(tensor_shapes(model_dir), c["tensors"], c["layer"], n_layers(model_dir), c["include_1d"])
 
 
-def make_directions(model_dir: str | Path, data_path: str | Path, job_config: dict, out: str | Path) -> None:
-    """Random or Hessian directions over the landscape's targets, normalized per ``norm``."""
+def make_directions(
+    model_dir: str | Path,
+    data_path: str | Path,
+    job_config: dict,
+    out: str | Path,
+    probe_paths: dict[str, str] | None = None,
+    finetune_runs: dict[str, str] | None = None,
+) -> None:
+    """Random or Hessian directions over the landscape's targets, normalized per ``norm``; worst-case and
+    checkpoint directions by llmscape.basins.steps.make_direction (``probe_paths``: a capability
+    objective's probe file; ``finetune_runs``: the run of a ``finetune:<name>`` source)."""
     from llmscape.architecture import layout_of_dir
+
+    if job_config["direction"]["method"] in ("worst", "checkpoint"):
+        from llmscape.basins.steps import make_direction
+
+        return make_direction(model_dir, data_path, job_config, out, probe_paths, finetune_runs)
 
     names = target_names(model_dir, job_config)
     weights = read_tensors(model_dir, names)
@@ -102,14 +116,20 @@ def compute_surface(
     shard: int = 0,
     n_shards: int = 1,
     label: str = "landscape",
+    probe_paths: dict[str, str] | None = None,
 ) -> Landscape:
+    """One shard of a landscape; with ``probe_paths`` (the study's capabilities, llmscape.probes) every
+    point also scores each probe set, in the same engine pass as the loss."""
     from llmscape.engine import build_engine, split_section
+    from llmscape.probes import Evaluation, load_probe_rows
 
     evalset = datamod.load_eval_set(data_path)
     directions, dattrs = load_directions(directions_path)
     manifest = read_manifest(model_dir)
     options, job = split_section(engine_section)  # engine options | job keys (threads, checkpoint_s)
-    engine = build_engine(options, model_dir, evalset, directions)
+    probes = [load_probe_rows(probe_paths[name]) for name in job_config.get("capabilities", [])]
+    evaluation = Evaluation(evalset, probes)  # the loss's rows, then every probe set's
+    engine = build_engine(options, model_dir, evaluation.evalset, directions)
     provenance = {
         "config": job_config,
         "model": manifest,
@@ -120,6 +140,8 @@ def compute_surface(
         "engine": engine.describe(),  # what the engine runs with, defaults resolved
         "versions": versions(),
     }
+    if probes:
+        provenance["probes"] = {p.name: p.attrs["source_sha256"] for p in probes}
     return compute_shard(
         engine,
         grid.axes(job_config["grid"]),
@@ -130,6 +152,8 @@ def compute_surface(
         n_shards=n_shards,
         checkpoint_s=job["checkpoint_s"],
         label=label,
+        scorer=evaluation.metrics,
+        extra=tuple(evaluation.names),
     )
 
 
@@ -315,4 +339,7 @@ def render_paper(inputs: dict, config: dict, out: str | Path) -> None:
         from llmscape.dynamics.report import paper_context
 
         dynamics = paper_context(inputs, Path(out).parent)
-    render(inputs["template"], out, config, inputs["model"], inputs["data"], studies, weights, dynamics)
+    from llmscape.basins.report import paper_context as basins_context
+
+    basins = basins_context(inputs, config, Path(out).parent)  # the ``_basin.*`` inputs; None without any
+    render(inputs["template"], out, config, inputs["model"], inputs["data"], studies, weights, dynamics, basins)

@@ -57,10 +57,15 @@ def target_config(config: dict, study: str, layer: str) -> dict:
 def landscape_config(config: dict, spec: LandscapeSpec) -> dict:
     """Everything in the config that determines one landscape's values (for provenance)."""
     s = config["studies"][spec.study]
-    return target_config(config, spec.study, spec.layer) | {
-        "direction": {"name": spec.direction, **s["directions"][spec.direction]},
-        "grid": s["grid"],
-    }
+    capabilities = {"capabilities": s["capabilities"]} if s.get("capabilities") else {}  # probe sets scored too
+    return (
+        target_config(config, spec.study, spec.layer)
+        | {
+            "direction": {"name": spec.direction, **s["directions"][spec.direction]},
+            "grid": s["grid"],
+        }
+        | capabilities
+    )
 
 
 def curvature_config(config: dict, study: str, layer: str) -> dict:

@@ -102,7 +102,8 @@ def all_outputs():
         else []
     )
     dynamics = dynamics_outputs()  # workflow/rules/dynamics.smk
-    return per_landscape + per_study + curvature + weights + dynamics + [PAPER]
+    basins = basin_outputs()  # workflow/rules/basins_common.smk
+    return per_landscape + per_study + curvature + weights + dynamics + basins + [PAPER]
 
 
 def paper_inputs(wc):
@@ -134,4 +135,6 @@ def paper_inputs(wc):
         inputs["dynamics.section"] = f"{workflow.basedir}/paper/sections/dynamics.md.j2"
         inputs["dynamics.trajectory"] = f"{DYN}/trajectory.h5"
         inputs |= {f"dynamics.{k}": v for k, v in {**DYN_TABLES, **DYN_FIGURES}.items()}
+    # The Basins section (workflow/rules/basins_common.smk), read by llmscape.basins.report.paper_context.
+    inputs |= basin_paper_inputs()
     return inputs

@@ -1,5 +1,6 @@
 rule directions:
     input:
+        unpack(lambda wc: study_direction_extras(wc)),  # worst/checkpoint: probe file, fine-tune run (basins_common.smk)
         model=MODEL_DIR,
         data=DATA,
     output:
@@ -25,6 +26,7 @@ rule directions:
 
 rule surface:
     input:
+        unpack(lambda wc: study_probe_inputs(wc)),  # the study's capabilities (basins_common.smk)
         model=MODEL_DIR,
         data=DATA,
         directions=rules.directions.output[0],

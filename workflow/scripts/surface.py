@@ -20,6 +20,7 @@ run_job(
         shard=int(wc.k),
         n_shards=int(wc.n),
         label=f"{wc.study}/{wc.layer}-{wc.direction} shard {wc.k}/{wc.n}",
+        probe_paths={k.removeprefix("probe_"): v for k, v in snakemake.input.items() if k.startswith("probe_")},
     ),
     snakemake.log[0],
     snakemake.threads,

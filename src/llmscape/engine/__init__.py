@@ -74,6 +74,11 @@ class Engine(Protocol):
         """The options the engine runs with, defaults resolved (stored in provenance)."""
         ...
 
+    def set_directions(self, directions: list[Direction]) -> None:
+        """Evaluate along other directions over the same target tensors from now on (basin
+        searches walk many directions through one engine)."""
+        ...
+
 
 def split_section(section: dict | None) -> tuple[dict, dict]:
     """The config's ``engine`` section as (kind and engine options, job keys with defaults filled)."""

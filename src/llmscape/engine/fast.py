@@ -318,6 +318,23 @@ class FastEngine:
         self._plan_memory()
         self._prepare_prefix()
 
+    def set_directions(self, directions: list[Direction]) -> None:
+        """Evaluate along other directions over the same target tensors from now on, keeping the
+        loaded model, the prefix and the memory plan (a basin search walks many directions)."""
+        if len(directions) != self.n_axes or list(directions[0]) != self.target_names:
+            raise LlmscapeError("set_directions needs as many directions over the same target tensors")
+        path, start = self.path, self.start_layer
+        self._plan_targets(directions)
+        if (self.path, self.start_layer) != (path, start):  # the same names: the same plan
+            raise LlmscapeError("set_directions changed the engine's path; build a new engine")
+        if self.path == "layers" and self.embed_dirs is not None:
+            with torch.no_grad():
+                for batch in self.batches:
+                    embed = self.provider.embed
+                    batch.embed_delta = torch.stack(
+                        [embedding_delta(embed, batch.ids, d.to(self.device, self.dtype)) for d in self.embed_dirs]
+                    )
+
     # ------------------------------------------------------------------ planning
     def _plan_targets(self, directions: list[Direction]) -> None:
         """Sort every targeted tensor into: input embedding, head, linear hook, fallback, or outside; pick the path."""

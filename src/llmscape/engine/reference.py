@@ -79,6 +79,10 @@ class ReferenceEngine:
             correct.index_add_(0, column, (picked.argmax(dim=1) == label).double())
         return nll.numpy(), correct.numpy()
 
+    def set_directions(self, directions: list[Direction]) -> None:
+        """Evaluate along other directions from now on (theta* is restored after every evaluate)."""
+        self.perturbed = PerturbedWeights(self.model, directions)
+
     def describe(self) -> dict:
         return {
             "name": self.name,
