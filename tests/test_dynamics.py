@@ -209,6 +209,9 @@ def test_report_tables_figures_and_the_papers_section(study, model_dir, tmp_path
     rough = pd.read_csv(tables["roughness"])
     assert len(rough) == 3 + 2 + 1 and rough.roughness.notna().all() and (rough.local_minima >= 0).all()
     assert len(pd.read_csv(tables["next_token"])) == 5 * 3
+    without = R.steps_table(D.load_trajectory(study.trajectory))  # dynamics.curvature.enabled: false
+    assert "lambda_max" not in without
+    R.plot_sharpness(without, tmp_path / "no-curvature.png", tmp_path / "no-curvature.pdf")
     for path in figures.values():
         assert path.stat().st_size > 1000
     assert 'class="slider"' in figures["slices_html"].read_text() or "sliders" in figures["slices_html"].read_text()

@@ -266,7 +266,9 @@ def plot_sharpness(table: pd.DataFrame, png: str | Path, pdf: str | Path) -> Non
     ]
     fig, axes = plt.subplots(1, len(panels), figsize=(3.0 * len(panels), 3.0))
     for ax, (col, label) in zip(axes, panels, strict=True):
-        if col in table:
+        if col not in table:
+            ax.text(0.5, 0.5, "not computed\n(dynamics.curvature.enabled: false)", ha="center", va="center", fontsize=8)
+        else:
             ax.plot(table["step"], table[col], "o-", markersize=3)
             if col == "trace" and "trace_se" in table:
                 ax.fill_between(
