@@ -105,6 +105,8 @@ def test_the_centre_of_each_re_centred_slice_is_the_training_logs_loss(study, mo
         )  # fmt: skip
         ls = Landscape.load(path)
         assert ls.computed.all() and ls.attrs["provenance"]["step"] == step
+        engine = ls.attrs["provenance"]["engine"]  # theta_t in memory, still the prefix trick: layers 3.. only
+        assert (engine["path"], engine["start_layer"]) == ("layers", 3)
         centre = ls.loss[2, 2]  # a = b = 0 on the 5-point grid over [-0.5, 0.5]
         if step < len(run.losses):  # the log holds the loss before each update, the batch being the whole phrase
             assert centre == pytest.approx(run.losses[step], abs=1e-6)
@@ -166,6 +168,19 @@ def test_a_killed_training_run_resumes_at_its_saved_step_with_identical_later_st
         D.train_run(model_dir, s.data["corpus"], job, tmp_path / "cut")
     partial = tmp_path / "cut.partial"
     assert not (tmp_path / "cut").exists() and json.loads((partial / "history.json").read_text())["saved"][-1] == 4
+    monkeypatch.setattr(T, "_batch_loss", real)
+    kept = {p.name: p.read_bytes() for p in partial.iterdir()}
+
+    # another job's partial run (other data) is not resumed: discarded, and the run starts from step 0
+    def killed_at_once(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(T, "_batch_loss", killed_at_once)
+    with pytest.raises(KeyboardInterrupt):
+        D.train_run(model_dir, s.data["phrase"], job, tmp_path / "cut")
+    assert sorted(p.name for p in partial.iterdir()) == ["history.json", "state.pt", "step-000000.safetensors"]
+    for name, content in kept.items():  # put the killed corpus run back
+        (partial / name).write_bytes(content)
     monkeypatch.setattr(T, "_batch_loss", real)
     resumed = D.train_run(model_dir, s.data["corpus"], job, tmp_path / "cut")
     assert resumed.saved == whole.saved == [0, 2, 4, 6] and resumed.losses == whole.losses

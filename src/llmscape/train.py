@@ -111,14 +111,34 @@ def _batches(n: int, batch_size: int, seed: int):
             yield order[start : start + size]
 
 
+def _same_run(partial: Path, history: dict) -> bool:
+    """Whether the partial run was started with the same spec, targets and identity."""
+    try:
+        previous = json.loads((partial / "history.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return all(previous.get(k) == history.get(k) for k in ("spec", "targets", "identity"))
+
+
 def _save_json(path: Path, value: dict) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(value, indent=1))
     os.replace(tmp, path)
 
 
-def train(model: torch.nn.Module, data: EvalSet, targets: list[str], spec: TrainSpec, out: str | Path) -> Run:
-    """Train ``targets`` of ``model`` (in place) and write the run directory ``out``."""
+def train(
+    model: torch.nn.Module,
+    data: EvalSet,
+    targets: list[str],
+    spec: TrainSpec,
+    out: str | Path,
+    identity: str | None = None,
+) -> Run:
+    """Train ``targets`` of ``model`` (in place) and write the run directory ``out``.
+
+    ``identity``: what else the run depends on (say, a hash of the model and the data), kept in
+    ``history.json``; a partial run is resumed only when its spec, targets and identity all match,
+    and is discarded with a warning otherwise."""
     from safetensors.torch import save_file
 
     spec.check()
@@ -136,7 +156,12 @@ def train(model: torch.nn.Module, data: EvalSet, targets: list[str], spec: Train
     kwargs = {} if spec.optimizer == "sgd" else {"betas": (0.9, 0.999)}
     optimizer = opt_class(trained, lr=spec.lr, weight_decay=spec.weight_decay, **kwargs)
     history = {"spec": asdict(spec), "targets": targets, "losses": [], "saved": [], "stopped": None}
+    if identity is not None:
+        history["identity"] = identity
     start = 0
+    if (partial / "state.pt").exists() and not _same_run(partial, history):
+        log.warning("training: discarding %s, made for another spec, targets, model or data", partial)
+        shutil.rmtree(partial)
     if (partial / "state.pt").exists():
         state = torch.load(partial / "state.pt", weights_only=False)
         from safetensors.torch import load_file

@@ -103,7 +103,9 @@ def train_run(model_dir: str | Path, data_path: str | Path, job_config: dict, ou
         job_config["train"]["data"],
         spec,
     )
-    run = train(model, data, names, spec, out)
+    # A partial run left by a kill is resumed only for the same model and data (and spec, targets).
+    identity = hashlib.sha256(f"{read_manifest(model_dir)['sha256']}:{tokens_sha256(data)}".encode()).hexdigest()
+    run = train(model, data, names, spec, out, identity=identity)
     if run.stopped:
         log.warning("training run %s: %s; saved steps %s are kept and used", out, run.stopped, run.saved)
     else:
