@@ -101,10 +101,12 @@ def render(
         loader=jinja2.FileSystemLoader(Path(template).parent), undefined=jinja2.StrictUndefined, autoescape=False
     )
     radius = max(config["figures"]["radii"])
+    for study in studies:  # the rise at the largest radius, under a name Jinja can sort by ("rise_r0.5" has a dot)
+        for row in study["rows"]:
+            row["rise"] = row[f"rise_r{radius:g}"]
     context = {
         "config": config,
         "radius": radius,
-        "rise": f"rise_r{radius:g}",
         "model": read_manifest(model_dir),
         "data": {"texts": evalset.texts, "n_sequences": len(evalset), "n_tokens": int(evalset.n_tokens.sum())},
         "studies": {s["name"]: s for s in studies},

@@ -123,6 +123,7 @@ def compute_surface(
     from llmscape.engine import build_engine, split_section
     from llmscape.probes import Evaluation, load_probe_rows
 
+    log.info("%s", surface_estimate(model_dir, data_path, job_config, engine_section).describe())
     evalset = datamod.load_eval_set(data_path)
     directions, dattrs = load_directions(directions_path)
     manifest = read_manifest(model_dir)
@@ -240,6 +241,7 @@ def compute_curvature(model_dir: str | Path, data_path: str | Path, job_config: 
     """Hessian spectrum (top-k, lambda_min, trace, density) of the loss on one layer entry's targets."""
     from llmscape.curvature import compute_spectrum, save_spectrum
 
+    log.info("%s", hessian_estimate(model_dir, data_path, job_config).describe())
     names = target_names(model_dir, job_config)
     manifest = read_manifest(model_dir)
     c = job_config["curvature"]
@@ -310,8 +312,9 @@ def weight_spectra(model_dir: str | Path, png: str | Path, pdf: str | Path, csv:
 def render_paper(inputs: dict, config: dict, out: str | Path) -> None:
     """The write-up from the paper rule's named inputs (workflow/rules/common.smk, paper_inputs):
     ``template``, ``model``, ``data``, ``weights_csv`` and ``weights_png`` (when weight spectra are
-    enabled), ``curvature_table`` (when a study has curvature) and, per study, ``<study>.table``, ``.compare``, ``.landscapes``, ``.pngs``,
-    ``.htmls`` (one each per landscape, in the same order) and ``.curvature`` (its curvature figure)."""
+    enabled), ``curvature_table`` (when a study has curvature) and, per study, ``<study>.table``,
+    ``.compare``, ``.landscapes``, ``.pngs``, ``.htmls`` (one each per landscape, in the same order)
+    and ``.curvature`` (its curvature figure)."""
     from llmscape.paper import render, study_context
 
     studies = []
@@ -343,3 +346,30 @@ def render_paper(inputs: dict, config: dict, out: str | Path) -> None:
 
     basins = basins_context(inputs, config, Path(out).parent)  # the ``_basin.*`` inputs; None without any
     render(inputs["template"], out, config, inputs["model"], inputs["data"], studies, weights, dynamics, basins)
+
+
+def surface_estimate(model_dir: str | Path, data_path: str | Path, job_config: dict, engine_section: dict):
+    """The cost of one landscape's grid (llmscape.cost), from file headers only: no weight is read."""
+    from llmscape import cost
+
+    return cost.surface(model_dir, data_path, job_config, engine_section, target_names(model_dir, job_config))
+
+
+def hessian_estimate(model_dir: str | Path, data_path: str | Path, job_config: dict):
+    """The cost of a Hessian job: a spectrum (``job_config["curvature"]``) or Hessian directions (an
+    upper bound: every eigensolver at its ``max_iter``; random directions cost no HVP at all)."""
+    from llmscape import cost
+
+    names = target_names(model_dir, job_config)
+    if "curvature" in job_config:
+        c = job_config["curvature"]
+        k, solver, max_iter = c["k"], c["solver"], c["max_iter"]
+        extra = 2 * max_iter + c["trace_probes"] + c["density_probes"] * c["density_steps"]
+    else:
+        d = job_config["direction"]
+        k, solver, max_iter = job_config["grid"]["dims"], d["solver"], d["max_iter"]
+        extra = 0
+        if d["method"] != "hessian":
+            return cost.hessian(model_dir, data_path, names, k, 0)
+    solve = max_iter if solver == "lanczos" else k * max_iter
+    return cost.hessian(model_dir, data_path, names, max_iter + 1 + k, solve + k + extra)
