@@ -21,6 +21,7 @@ from llmscape.basins import plan as basin_plan
 from llmscape.dynamics import settings as dynamics_settings
 from llmscape.engine import DEFAULT_KIND, OPTION_DEFAULTS, OPTIONS_OF
 from llmscape.errors import LlmscapeError
+from llmscape.geometry import settings as geometry_settings
 from llmscape.models import resolve_source
 
 # Result arrays of one landscape must fit in this fraction of the machine's memory.
@@ -94,6 +95,7 @@ def ineffective(raw: dict) -> list[str]:
         if not curvature.get("enabled", False) and len(curvature) > ("enabled" in curvature):
             out.append(f"studies.{name}.curvature options have no effect without enabled: true")
     out += dynamics_settings.ineffective(raw)
+    out += geometry_settings.ineffective(raw)
     out += basin_plan.warnings(raw)  # probes, fine-tunes, basins, worst/checkpoint directions (llmscape/basins/plan.py)
     return out
 
@@ -169,6 +171,7 @@ def check(config: dict, cuda_available=None, memory_bytes: int | None = None) ->
                     f"more than {MEMORY_FRACTION:.0%} of this machine's {memory_bytes / 2**30:.1f} GiB"
                 )
     problems += dynamics_settings.problems(config)  # the dynamics section (src/llmscape/dynamics/settings.py)
+    problems += geometry_settings.problems(config)  # the geometry section (src/llmscape/geometry/settings.py)
     problems += basin_plan.problems(config)  # probe files parsed, fine-tunes, basins (src/llmscape/basins/plan.py)
     if problems:
         raise LlmscapeError("invalid config:\n  " + "\n  ".join(problems))

@@ -26,6 +26,11 @@ Eigenvalues carry their sign. ``which`` selects the wanted end of the spectrum:
 Hessian directions use), ``"largest"`` (algebraic, most positive first) or
 ``"smallest"`` (algebraic, most negative first; Lanczos only).
 
+Lanczos can also return, from the same Krylov space at no extra product, the Ritz pair
+whose Ritz value is nearest a given value t (``eigenpairs(op, k, nearest=t)``; with t = 0 a
+near-zero-curvature direction). Interior Ritz pairs are not converged eigenpairs: callers
+report its Rayleigh quotient v^T H v and residual (one product), not the Ritz value alone.
+
 Convergence: an eigenpair (lambda, v) is converged when its residual
 ||H v - lambda v|| <= tol * |lambda|. Results always carry the residuals, recomputed
 with one explicit product per pair (the Ritz estimate is exact only in exact arithmetic),
@@ -65,6 +70,8 @@ class Eigenpairs:
     which: str
     tol: float
     history: list[tuple[int, np.ndarray]] = field(default_factory=list)
+    # Lanczos with ``nearest=t``: the Ritz pair (value, unit vector) whose value is nearest t
+    nearest: tuple[float, torch.Tensor] | None = None
 
     @property
     def all_converged(self) -> bool:
@@ -181,7 +188,9 @@ class Lanczos:
                 basis.append(w / b)
         return np.array(alpha), np.array(beta[: len(alpha) - 1]), torch.stack(basis[: len(alpha)]), b
 
-    def eigenpairs(self, op, k: int) -> Eigenpairs:
+    def eigenpairs(self, op, k: int, nearest: float | None = None) -> Eigenpairs:
+        """The k wanted pairs; with ``nearest`` also the Ritz pair of the final Krylov space whose
+        value is nearest it (``Eigenpairs.nearest``, no extra product; its residual is the caller's to check)."""
         _check_k(k, op.n)
         start = op.n_hvp
         history: list = []
@@ -200,8 +209,13 @@ class Lanczos:
         if found.any():
             residuals[found] = true_residuals(op, values[found], vectors[torch.from_numpy(found)])
         converged = found & (residuals <= self.tol * np.abs(values))
+        near = None
+        if nearest is not None:
+            i = int(np.argmin(np.abs(theta - nearest)))
+            v = _fix_sign(basis.T @ torch.from_numpy(s[:, i].copy()))
+            near = (float(theta[i]), v)
         return Eigenpairs(
-            values, vectors, residuals, converged, n_hvp, len(alpha), "lanczos", self.which, self.tol, history
+            values, vectors, residuals, converged, n_hvp, len(alpha), "lanczos", self.which, self.tol, history, near
         )
 
 

@@ -13,7 +13,14 @@ What is computed, all for the Hessian H of the landscape loss over the targets:
   largest one is lambda_max; likewise for negative ones and lambda_min); otherwise one
   more Lanczos run for that end finds it;
 - tr(H) by Hutchinson and the spectral density by SLQ (``density``);
-- the singular values of the targeted weight matrices (``llmscape.weight_spectra``).
+- the singular values of the targeted weight matrices (``llmscape.weight_spectra``);
+- on request (``vectors=True``), three unit directions over the targets: the eigenvectors of
+  lambda_max and lambda_min (from wherever their values came) and a near-zero-curvature one,
+  the Ritz vector of the top-k Lanczos run whose Ritz value is nearest 0. It is no converged
+  eigenvector: its Rayleigh quotient v^T H v and residual ||H v - (v^T H v) v|| are stored
+  beside it (one product), so a reader sees how near zero its curvature really is. With the
+  power solver the nearest-0 Ritz vector comes from the lambda_min Lanczos run when one ran,
+  else it is absent. (llmscape.geometry draws the loss along these three.)
 
 Spectrum file layout (``save_spectrum``; plain h5py; each dataset is present only when
 that part was computed, the attributes always are):
@@ -34,6 +41,11 @@ that part was computed, the attributes always are):
     /density/weights        [P, S] float64  quadrature weights per probe (0-padded)
     /weight_singular_values/<parameter name>  [r] float64  descending singular values;
                                               attr ``condition_number`` = s_max / s_min
+    /vectors/<name>         [n] float32   (``vectors=True``) unit directions, the targets flattened and
+                                          concatenated in attr ``targets`` order; name: lambda_max,
+                                          lambda_min, near_zero; attrs ``rayleigh`` (the eigenvalue for
+                                          the ends; v^T H v, one product, for near_zero), ``residual``
+                                          (||H v - rayleigh v||) and, for near_zero, ``ritz_value``
     attrs: format = "llmscape-spectrum", format_version = 2, targets (JSON list), n_params,
            which, method, seed, n_hvp, seconds (wall time of the computation), lambda_ratio,
            provenance (JSON from the caller), density_sigma (when a density is stored)
@@ -81,6 +93,8 @@ class Spectrum:
     trace: TraceEstimate | None = None
     density: DensityEstimate | None = None
     weight_singular_values: dict[str, np.ndarray] = field(default_factory=dict)
+    # name (lambda_max, lambda_min, near_zero) -> (unit vector [n] float32, attrs: rayleigh, residual, ...)
+    vectors: dict[str, tuple[np.ndarray, dict]] = field(default_factory=dict)
     which: str = "magnitude"
     method: str = "lanczos"
     seed: int = 0
@@ -107,24 +121,39 @@ def compute_spectrum(
     trace_probes: int = 30,
     density_probes: int = 4,
     density_steps: int = 30,
+    vectors: bool = False,
 ) -> Spectrum:
     """Top-k eigenpairs (largest |lambda|), lambda_max/lambda_min, Hutchinson trace, SLQ density, weight spectra.
 
     Parts with a zero count (``trace_probes=0``, ``density_probes=0``, ``k=0``) are skipped.
+    ``vectors``: also keep the lambda_max, lambda_min and near-zero directions (module docstring).
     Weight spectra cover the targeted 2-D weights inside decoder layers. Use a
     float32 (or float64) model: second derivatives in bf16 are noise.
     """
     t0 = time.perf_counter()
     op = HessianOperator(TargetLoss(model, data, targets))
     spec = Spectrum(list(targets), op.n, method=method, seed=seed)
+    pairs, near = None, None
     if k:
         log.info("spectrum of %d parameters: top-%d eigenpairs by %s", op.n, k, method)
-        pairs = eigensolver(method, tol=tol, max_iter=max_iter, seed=seed).eigenpairs(op, k)
+        solver = eigensolver(method, tol=tol, max_iter=max_iter, seed=seed)
+        pairs = solver.eigenpairs(op, k, nearest=0.0) if vectors and method == "lanczos" else solver.eigenpairs(op, k)
         spec.eigenvalues, spec.residuals, spec.converged = pairs.eigenvalues, pairs.residuals, pairs.converged
+        near = pairs.nearest
+    ends = {}
     for end in ("largest", "smallest"):
-        value, residual = _spectrum_end(op, spec, end, tol, max_iter, seed)
+        value, residual, vector, nearest = _spectrum_end(op, spec, pairs, end, tol, max_iter, seed, vectors)
+        near = near or nearest
+        ends["lambda_max" if end == "largest" else "lambda_min"] = vector
         setattr(spec, "lambda_max" if end == "largest" else "lambda_min", value)
         setattr(spec, "lambda_max_residual" if end == "largest" else "lambda_min_residual", residual)
+    if vectors:  # an end's vector: its value and true residual are known already (no product)
+        for name, v in ends.items():
+            value, residual = getattr(spec, name), getattr(spec, f"{name}_residual")
+            spec.vectors[name] = ((v / v.norm()).to(torch.float32).numpy(), {"rayleigh": value, "residual": residual})
+        if near is not None:
+            v, attrs = _rayleigh(op, near[1])
+            spec.vectors["near_zero"] = (v, attrs | {"ritz_value": near[0]})
     if trace_probes:
         log.info("Hutchinson trace: %d probes (after %d products)", trace_probes, op.n_hvp)
         spec.trace = HutchinsonTrace(trace_probes, seed).estimate(op)
@@ -137,16 +166,26 @@ def compute_spectrum(
     return spec
 
 
-def _spectrum_end(op, spec: Spectrum, end: str, tol: float, max_iter: int, seed: int) -> tuple[float, float]:
-    """lambda_max (``end="largest"``) or lambda_min: from the top-k by magnitude when it must be there."""
+def _spectrum_end(op, spec: Spectrum, pairs, end: str, tol: float, max_iter: int, seed: int, vectors: bool = False):
+    """lambda_max (``end="largest"``) or lambda_min: from the top-k by magnitude when it must be there.
+
+    Returns (value, residual, its eigenvector, the nearest-0 Ritz pair of an extra Lanczos run or None)."""
     if spec.eigenvalues is not None:
         vals = np.asarray(spec.eigenvalues)
         side = vals > 0 if end == "largest" else vals < 0
         if side.any():
             i = np.flatnonzero(side)[np.argmax(vals[side]) if end == "largest" else np.argmin(vals[side])]
-            return float(vals[i]), float(spec.residuals[i])
-    pairs = Lanczos(tol=tol, max_iter=max_iter, seed=seed, which=end).eigenpairs(op, 1)
-    return float(pairs.eigenvalues[0]), float(pairs.residuals[0])
+            return float(vals[i]), float(spec.residuals[i]), pairs.eigenvectors[i], None
+    found = Lanczos(tol=tol, max_iter=max_iter, seed=seed, which=end).eigenpairs(op, 1, 0.0 if vectors else None)
+    return float(found.eigenvalues[0]), float(found.residuals[0]), found.eigenvectors[0], found.nearest
+
+
+def _rayleigh(op, v: torch.Tensor) -> tuple[np.ndarray, dict]:
+    """A unit vector as float32 with its Rayleigh quotient v^T H v and residual ||H v - (v^T H v) v|| (one product)."""
+    v = v.to(torch.float64) / v.norm()
+    hv = op.matvec(v)
+    rq = float(v @ hv)
+    return v.to(torch.float32).numpy(), {"rayleigh": rq, "residual": float((hv - rq * v).norm())}
 
 
 def save_spectrum(path: str | Path, spectrum: Spectrum, provenance: dict | None = None) -> None:
@@ -177,6 +216,10 @@ def save_spectrum(path: str | Path, spectrum: Spectrum, provenance: dict | None 
             for name, sv in s.weight_singular_values.items():
                 ds = g.create_dataset(name, data=np.asarray(sv, dtype=np.float64))
                 ds.attrs["condition_number"] = condition_number(sv)
+        if s.vectors:
+            g = f.create_group("vectors")
+            for name, (v, attrs) in s.vectors.items():
+                h5io.set_attrs(g.create_dataset(name, data=np.asarray(v, dtype=np.float32)), attrs)
         ratio = s.ratio
         h5io.set_attrs(
             f,
@@ -216,6 +259,9 @@ def load_spectrum(path: str | Path) -> tuple[Spectrum, dict]:
         if "weight_singular_values" in f:
             g = f["weight_singular_values"]
             s.weight_singular_values = {name: g[name][...] for name in g}
+        if "vectors" in f:
+            g = f["vectors"]
+            s.vectors = {name: (g[name][...], h5io.get_attrs(g[name])) for name in g}
         return s, a["provenance"]
 
 
