@@ -38,6 +38,7 @@ include: "workflow/rules/figures.smk"
 include: "workflow/rules/curvature.smk"
 include: "workflow/rules/dynamics.smk"
 include: "workflow/rules/basins.smk"
+include: "workflow/rules/geometry.smk"
 include: "workflow/rules/paper.smk"
 
 

@@ -92,6 +92,7 @@ def render(
     weight_spectra: tuple[str | Path, str | Path] | None,
     dynamics: dict | None = None,
     basins: dict | None = None,
+    geometry: dict | None = None,
 ) -> None:
     """Render ``template`` (Markdown with Jinja2) to a standalone HTML page at ``out``; ``dynamics``:
     the dynamics section's context (llmscape.dynamics.report.paper_context), None without one;
@@ -113,6 +114,7 @@ def render(
         "weights": _weights_context(*weight_spectra) if weight_spectra else None,
         "dynamics": dynamics,
         "basins": basins,
+        "geometry": geometry,  # llmscape.geometry.report.paper_context
         "versions": versions(),
     }
     text = env.get_template(Path(template).name).render(**context)

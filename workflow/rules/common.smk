@@ -103,7 +103,17 @@ def all_outputs():
     )
     dynamics = dynamics_outputs()  # workflow/rules/dynamics.smk
     basins = basin_outputs()  # workflow/rules/basins_common.smk
-    return per_landscape + per_study + curvature + weights + dynamics + basins + [PAPER]
+    geometry = geometry_outputs()  # workflow/rules/geometry_common.smk
+    return (
+        per_landscape
+        + per_study
+        + curvature
+        + weights
+        + dynamics
+        + basins
+        + geometry
+        + [PAPER]
+    )
 
 
 def paper_inputs(wc):
@@ -137,4 +147,6 @@ def paper_inputs(wc):
         inputs |= {f"dynamics.{k}": v for k, v in {**DYN_TABLES, **DYN_FIGURES}.items()}
     # The Basins section (workflow/rules/basins_common.smk), read by llmscape.basins.report.paper_context.
     inputs |= basin_paper_inputs()
+    # The geometry section (workflow/rules/geometry_common.smk), read by llmscape.geometry.report.paper_context.
+    inputs |= geometry_paper_inputs()
     return inputs

@@ -32,8 +32,8 @@ are reported once per key/value head and mapped to the query heads that share th
 Attention file (kind ``attention``): ``tokens`` [T] (decoded token strings), ``input_ids`` [T];
 per chosen layer ``layer_<i>/weights`` [heads, T, T] float32, ``layer_<i>/scores`` [heads, T, T]
 float32 (NaN where masked), ``layer_<i>/kv_head`` [heads] int64; root attrs ``layers``
-(indices), ``positions`` (as configured), ``prompt``, ``n_heads``, ``n_kv_heads``, ``head_dim``,
-``provenance``.
+(the distinct indices), ``positions`` (as configured, in file-name form: first, middle, m1, ...) and
+``position_layers`` (the index of each), ``prompt``, ``n_heads``, ``n_kv_heads``, ``provenance``.
 """
 
 from __future__ import annotations

@@ -249,7 +249,7 @@ def sharpness_rows(spectra: list[str], dynamics_spectra: list[str]) -> list[dict
     return rows
 
 
-def write_report(inputs: dict, outputs: dict, section: dict, title: str) -> None:
+def write_report(inputs: dict, outputs: dict, section: dict) -> None:
     """Every figure and table of the module docstring whose inputs the rule was given."""
     from llmscape.curvature import load_spectrum
     from llmscape.geometry.attention import load_attention
@@ -266,8 +266,8 @@ def write_report(inputs: dict, outputs: dict, section: dict, title: str) -> None
         curves_table(loaded).to_csv(outputs["curves_csv"], index=False, float_format="%.6g")
     if "attention" in inputs:
         att = load_attention(inputs["attention"])
-        for layer in att["layers"]:
-            plot_attention_layer(att, layer, outputs[f"attention_{layer}_png"], outputs[f"attention_{layer}_pdf"])
+        for pos, layer in zip(att["attrs"]["positions"], att["attrs"]["position_layers"], strict=True):
+            plot_attention_layer(att, layer, outputs[f"attention_{pos}_png"], outputs[f"attention_{pos}_pdf"])
         plotly_attention(att, outputs["attention_html"])
         plot_heads(pd.read_csv(inputs["heads"]), outputs["heads_png"], outputs["heads_pdf"])
     if "sharpness_csv" in outputs:
@@ -317,10 +317,9 @@ def paper_context(inputs: dict, config: dict, out_dir: str | Path) -> dict | Non
         summary = h.groupby(["layer", "matrix"], sort=False).agg(erank=("erank", "median"),
                                                                   rank=("rank", "max"),
                                                                   kappa=("condition_number", "median"))  # fmt: skip
-        figures = sorted((k for k in files if k.startswith("attention_") and k.endswith("_png")),
-                         key=lambda k: int(k.split("_")[1]))  # fmt: skip
+        figures = [k for k in files if k.startswith("attention_") and k.endswith("_png")]  # in config order
         ctx["attention"] = {"summary": summary.reset_index().to_dict("records"),
-                            "figures": [(int(k.split("_")[1]), data_uri(files[k])) for k in figures],
+                            "figures": [(k.split("_")[1], data_uri(files[k])) for k in figures],
                             "heads": data_uri(files["heads_png"]),
                             "html": os.path.relpath(files["attention_html"], out_dir),
                             "prompt": g["attention"]["prompt"]}  # fmt: skip

@@ -17,6 +17,7 @@ from llmscape import data as datamod
 from llmscape.errors import LlmscapeError
 from llmscape.models import load_prepared, n_layers, read_manifest
 from llmscape.provenance import versions
+from llmscape.study import layer_token
 from llmscape.targets import resolve_layer, select
 
 log = logging.getLogger("llmscape")
@@ -176,7 +177,8 @@ def attention(model_dir: str | Path, section: dict, model_section: dict, out: st
     maps = attention_maps(model, ids, layers)
     tokens = [tokenizer.decode([t]) for t in ids[0].tolist()]
     provenance = {"config": {"model": model_section, "attention": a}, **_manifest_facts(model_dir)}
-    attrs = {"prompt": a["prompt"], "positions": [str(p) for p in a["layers"]], "provenance": provenance}
+    attrs = {"prompt": a["prompt"], "positions": [layer_token(p) for p in a["layers"]], "provenance": provenance,
+             "position_layers": [resolve_layer(p, n) for p in a["layers"]]}  # fmt: skip
     save_attention(out, maps, tokens, ids[0].numpy(), attrs)
     spectra = head_spectra(model, layers)
     spectra.to_csv(csv, index=False, float_format="%.6g")
@@ -187,8 +189,8 @@ def attention(model_dir: str | Path, section: dict, model_section: dict, out: st
 # ----------------------------------------------------------------------------- report
 
 
-def report(inputs: dict, outputs: dict, section: dict, title: str) -> None:
+def report(inputs: dict, outputs: dict, section: dict) -> None:
     """The light part (llmscape.geometry.report): figures from the files above, the sharpness table."""
     from llmscape.geometry.report import write_report
 
-    write_report(inputs, outputs, section, title)
+    write_report(inputs, outputs, section)

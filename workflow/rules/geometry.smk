@@ -1,0 +1,117 @@
+# Seed 002 in full (src/llmscape/geometry/, config section `geometry`): the estimators against the
+# exact spectrum of a tiny trained Llama, the loss along extreme-curvature directions (vectors from
+# a study's spectrum jobs), gradient norms at theta*, attention geometry, sharp/flat/saddle labels.
+
+
+include: "geometry_common.smk"
+
+
+rule geometry_exact:
+    input:
+        data=DATA,
+    output:
+        run=directory(f"{GEO}/exact/run"),
+        exact=f"{GEO}/exact/exact.h5",
+        estimate=f"{GEO}/exact/estimate.h5",
+        csv=f"{GEO_TABLES}/exact.csv",
+    log:
+        f"{R}/logs/geometry/exact.log",
+    benchmark:
+        f"{R}/benchmarks/geometry/exact.tsv"
+    conda:
+        ENV
+    threads: 1
+    resources:
+        **heavy_resources(),
+    params:
+        section=GEO_SECTION,
+    script:
+        "../scripts/geometry_exact.py"
+
+
+rule geometry_curves:
+    input:
+        model=MODEL_DIR,
+        data=DATA,
+        spectra=[
+            f"{R}/spectra/{GEO_SECTION['curves']['study']}/{layer}.h5"
+            for layer in GEO_CURVE_LAYERS
+        ],
+    output:
+        [f"{GEO}/curves/{layer}.h5" for layer in GEO_CURVE_LAYERS],
+    log:
+        f"{R}/logs/geometry/curves.log",
+    benchmark:
+        f"{R}/benchmarks/geometry/curves.tsv"
+    conda:
+        ENV
+    threads: config["engine"]["threads"]
+    resources:
+        **heavy_resources(),
+    params:
+        section=GEO_SECTION,
+        engine=config["engine"],
+    script:
+        "../scripts/geometry_curves.py"
+
+
+rule geometry_gradients:
+    input:
+        model=MODEL_DIR,
+        data=DATA,
+    output:
+        **GEO_GRADIENTS,
+    log:
+        f"{R}/logs/geometry/gradients.log",
+    benchmark:
+        f"{R}/benchmarks/geometry/gradients.tsv"
+    conda:
+        ENV
+    threads: config["engine"]["threads"]
+    resources:
+        **heavy_resources(),
+    params:
+        model=config["model"],
+    script:
+        "../scripts/geometry_gradients.py"
+
+
+rule geometry_attention:
+    input:
+        model=MODEL_DIR,
+    output:
+        h5=f"{GEO}/attention.h5",
+        csv=f"{GEO_TABLES}/heads.csv",
+    log:
+        f"{R}/logs/geometry/attention.log",
+    benchmark:
+        f"{R}/benchmarks/geometry/attention.tsv"
+    conda:
+        ENV
+    threads: config["engine"]["threads"]
+    resources:
+        **heavy_resources(),
+    params:
+        section=GEO_SECTION,
+        model=config["model"],
+    script:
+        "../scripts/geometry_attention.py"
+
+
+rule geometry_report:
+    input:
+        unpack(geometry_report_inputs),
+    output:
+        **GEO_REPORT,
+    log:
+        f"{R}/logs/geometry/report.log",
+    localrule: True
+    conda:
+        ENV
+    threads: 1
+    resources:
+        **LIGHT,
+    params:
+        section=GEO_SECTION,
+    script:
+        "../scripts/geometry_report.py"
