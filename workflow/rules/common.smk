@@ -123,6 +123,7 @@ def paper_inputs(wc):
         "template": f"{workflow.basedir}/paper/paper.md.j2",
         "model": MODEL_DIR,
         "data": DATA,
+        "claims": CLAIMS,  # workflow/rules/paper_common.smk
     }
     if config["weight_spectra"]["enabled"]:
         inputs["weights_csv"] = f"{R}/tables/weight_spectra.csv"

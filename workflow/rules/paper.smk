@@ -1,8 +1,36 @@
+include: "paper_common.smk"
+
+
+rule claims:
+    input:
+        unpack(claims_inputs),
+    output:
+        report(
+            CLAIMS,
+            caption="../report/claims.rst",
+            category="Claims",
+        ),
+    log:
+        f"{R}/logs/claims.log",
+    localrule: True
+    conda:
+        ENV
+    threads: 1
+    resources:
+        **LIGHT,
+    params:
+        config=config,
+    script:
+        "../scripts/claims.py"
+
+
 rule paper:
     input:
         unpack(paper_inputs),
     output:
-        PAPER,
+        html=PAPER,
+        explorer=EXPLORER,
+        provenance=PROVENANCE,
     log:
         f"{R}/logs/paper.log",
     conda:

@@ -1,4 +1,5 @@
-"""Render the paper (paper/paper.md.j2) with every number and figure taken from results/."""
+"""Render the paper (paper/paper.md.j2) with every number and figure taken from results/, and its explorer
+and provenance pages."""
 
 from typing import TYPE_CHECKING
 
@@ -9,7 +10,7 @@ if TYPE_CHECKING:
     from snakemake.script import snakemake
 
 run_job(
-    lambda: render_paper(dict(snakemake.input.items()), snakemake.params.config, snakemake.output[0]),
+    lambda: render_paper(dict(snakemake.input.items()), snakemake.params.config, dict(snakemake.output.items())),
     snakemake.log[0],
     snakemake.threads,
 )
