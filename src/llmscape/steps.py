@@ -310,21 +310,32 @@ def weight_spectra(model_dir: str | Path, png: str | Path, pdf: str | Path, csv:
     plot_weight_spectra(table, png, pdf)
 
 
-def render_paper(inputs: dict, config: dict, out: str | Path) -> None:
+def render_paper(inputs: dict, config: dict, out: str | Path | dict) -> None:
     """The write-up from the paper rule's named inputs (workflow/rules/common.smk, paper_inputs):
-    ``template``, ``model``, ``data``, ``weights_csv`` and ``weights_png`` (when weight spectra are
-    enabled), ``curvature_table`` (when a study has curvature) and, per study, ``<study>.table``,
-    ``.compare``, ``.landscapes``, ``.pngs``, ``.htmls`` (one each per landscape, in the same order)
-    and ``.curvature`` (its curvature figure)."""
-    from llmscape.paper import render, study_context
+    ``template``, ``model``, ``data``, ``claims`` (the claims table), ``weights_csv`` and ``weights_png``
+    (when weight spectra are enabled), ``curvature_table`` (when a study has curvature) and, per study,
+    ``<study>.table``, ``.compare``, ``.landscapes``, ``.pngs``, ``.htmls`` (one each per landscape, in
+    the same order) and ``.curvature`` (its curvature figure); ``dynamics.*`` and ``_basin.*`` for those
+    sections. ``out``: {"html": index.html, "explorer": explorer.html, "provenance": provenance.html},
+    or the index.html path alone (the other two beside it)."""
+    import pandas as pd
 
-    studies = []
+    from llmscape import explorer
+    from llmscape.paper import provenance_context, provenance_page, render, study_context
+
+    outs = {"html": out} if not isinstance(out, dict) else out
+    page = Path(outs["html"])
+    studies, entries, loaded = [], {}, []
     for name, study in config["studies"].items():
         files = {kind.removeprefix(f"{name}."): path for kind, path in inputs.items() if kind.startswith(f"{name}.")}
-        figures = [
-            (landscape_title(Landscape.load(h5)), png, html)
-            for h5, png, html in zip(files["landscapes"], files["pngs"], files["htmls"], strict=True)
-        ]
+        figures = []
+        for h5, png, html in zip(files["landscapes"], files["pngs"], files["htmls"], strict=True):
+            ls = Landscape.load(h5)
+            title = landscape_title(ls)
+            figures.append((title, png, html))
+            loaded.append((title, ls))
+            layer, direction = Path(h5).stem.split("-", 1)
+            entries.setdefault(name, {}).setdefault(layer, {})[direction] = explorer.entry(ls, title)
         studies.append(
             study_context(
                 name,
@@ -332,7 +343,7 @@ def render_paper(inputs: dict, config: dict, out: str | Path) -> None:
                 files["table"],
                 files["compare"],
                 figures,
-                Path(out).parent,
+                page.parent,
                 inputs.get("curvature_table"),
                 files.get("curvature"),
             )
@@ -342,16 +353,61 @@ def render_paper(inputs: dict, config: dict, out: str | Path) -> None:
     if "dynamics.trajectory" in inputs:  # the dynamics study's ``dynamics.*`` inputs
         from llmscape.dynamics.report import paper_context
 
-        dynamics = paper_context(inputs, Path(out).parent)
+        dynamics = paper_context(inputs, page.parent)
+        entries["dynamics"] = _dynamics_entries(inputs)
     from llmscape.basins.report import paper_context as basins_context
 
-    basins = basins_context(inputs, config, Path(out).parent)  # the ``_basin.*`` inputs; None without any
+    basins = basins_context(inputs, config, page.parent)  # the ``_basin.*`` inputs; None without any
     from llmscape.geometry.report import paper_context as geometry_context
 
-    geometry = geometry_context(inputs, config, Path(out).parent)  # the ``geometry.*`` inputs; None without any
+    geometry = geometry_context(inputs, config, page.parent)  # the ``geometry.*`` inputs; None without any
+    claims = pd.read_csv(inputs["claims"], keep_default_na=False) if "claims" in inputs else None
+    provenance = provenance_context(config, read_manifest(inputs["model"]), [ls for _, ls in loaded])
     render(
-        inputs["template"], out, config, inputs["model"], inputs["data"], studies, weights, dynamics, basins, geometry
+        inputs["template"],
+        page,
+        config,
+        inputs["model"],
+        inputs["data"],
+        studies,
+        weights,
+        dynamics,
+        basins,
+        geometry=geometry,
+        claims=claims,
+        provenance=provenance,
     )
+    model = config["model"]["name"]
+    explorer.write(entries, f"{model}: landscape explorer", outs.get("explorer", page.parent / "explorer.html"))
+    provenance_page(Path(inputs["model"]).parent, loaded, outs.get("provenance", page.parent / "provenance.html"))
+
+
+def _dynamics_entries(inputs: dict) -> dict:
+    """The explorer's ``dynamics`` study: the re-centred slices by evaluation set and step, and the PCA plane,
+    read beside the trajectory file (``dynamics/slices/<data>/step-<t>.h5``, ``dynamics/pca.h5``: the files the
+    dynamics report, an input of the paper, has read; their steps are known only once the run has finished)."""
+    from llmscape.explorer import entry
+
+    root = Path(inputs["dynamics.trajectory"]).parent
+    out: dict[str, dict] = {}
+    slices = []
+    for path in sorted(root.glob("slices/*/step-*.h5")):
+        ls = Landscape.load(path)
+        p = ls.attrs["provenance"]
+        slices.append((p["data"], int(p["step"]), ls))
+    for data, step, ls in sorted(slices, key=lambda x: (x[0], x[1])):
+        out.setdefault(data, {})[f"step {step}"] = entry(ls, f"re-centred slice at step {step} ({data})")
+    if (root / "pca.h5").exists():
+        ls = Landscape.load(root / "pca.h5")
+        out["pca plane"] = {f"step {int(ls.attrs['provenance']['step'])}": entry(ls, "trajectory PCA plane")}
+    return out
+
+
+def claims_table(inputs: dict, config: dict, out: str | Path) -> None:
+    """tables/claims.csv from the claims rule's named inputs (llmscape.claims.evaluate)."""
+    from llmscape.claims import write
+
+    write(inputs, config, out)
 
 
 def surface_estimate(model_dir: str | Path, data_path: str | Path, job_config: dict, engine_section: dict):
