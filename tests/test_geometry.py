@@ -231,3 +231,35 @@ def test_config_problems_name_the_key():
     assert any("'nope': no such study" in p for p in settings.problems(c))
     with pytest.raises(LlmscapeError, match="must divide"):
         exact.tiny_llama(5, exact.TinySpec(heads=3))
+
+
+def _workflow_config(model_dir) -> dict:
+    from workflow_helpers import tiny_config
+
+    config = tiny_config(model_dir, shards=1, points=3)
+    config["studies"]["layers"]["curvature"] |= {"vectors": True}
+    config["geometry"] = {
+        "enabled": True,
+        "exact": {"train": {"steps": 20}, "tensors": [r"mlp\.down_proj"], "trace_probes": 4, "density_probes": 2,
+                  "density_steps": 6},
+        "curves": {"study": "layers", "points": 3},
+        "attention": {"prompt": "hello world", "layers": ["first", -1]},
+    }  # fmt: skip
+    return config
+
+
+def test_a_dry_run_plans_the_geometry_jobs_and_a_bad_section_stops_before_any(tmp_path, tiny_dir):
+    import re
+
+    from workflow_helpers import run_snakemake, write_config
+
+    write_config(tmp_path, _workflow_config(tiny_dir))
+    out = run_snakemake(tmp_path, "-n").stdout
+    for rule in ("geometry_exact", "geometry_curves", "geometry_gradients", "geometry_attention", "geometry_report"):
+        assert re.search(rf"^{rule}\s+1", out, re.M), f"{rule} missing from the dry run"
+    bad = _workflow_config(tiny_dir)
+    bad["studies"]["layers"]["curvature"]["vectors"] = False
+    write_config(tmp_path, bad)
+    proc = run_snakemake(tmp_path, "-n", check=False)
+    assert proc.returncode != 0 and "the curves need its spectrum vectors" in proc.stderr
+    assert not (tmp_path / "results").exists()

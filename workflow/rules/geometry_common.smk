@@ -1,5 +1,6 @@
 # Paths and lookups of the geometry rules (workflow/rules/geometry.smk; config section `geometry`,
 # src/llmscape/geometry/).
+from llmscape.study import layer_token
 from llmscape.geometry.settings import (
     curve_layers,
     enabled as geometry_enabled,

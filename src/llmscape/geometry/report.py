@@ -219,7 +219,7 @@ def plot_heads(table: pd.DataFrame, png, pdf) -> None:
     for k, layer in enumerate(layers):
         g = table[table.layer == layer]
         for i, (matrix, m) in enumerate(g.groupby("matrix", sort=False)):
-            x = m.head.to_numpy() + (i - 1.5) * 0.2
+            x = m["head"].to_numpy() + (i - 1.5) * 0.2
             axes[0, k].bar(x, m.erank, width=0.2, label=matrix, color=f"C{i}")
             axes[1, k].bar(x, m.condition_number, width=0.2, color=f"C{i}")
         axes[0, k].axhline(g["rank"].max(), color="k", lw=0.5, ls=":")
