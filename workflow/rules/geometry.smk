@@ -13,7 +13,11 @@ rule geometry_exact:
         run=directory(f"{GEO}/exact/run"),
         exact=f"{GEO}/exact/exact.h5",
         estimate=f"{GEO}/exact/estimate.h5",
-        csv=f"{GEO_TABLES}/exact.csv",
+        csv=report(
+            f"{GEO_TABLES}/exact.csv",
+            caption="../report/geometry_exact.rst",
+            category="Geometry",
+        ),
     log:
         f"{R}/logs/geometry/exact.log",
     benchmark:
@@ -55,37 +59,16 @@ rule geometry_curves:
         "../scripts/geometry_curves.py"
 
 
-rule geometry_gradients:
+rule geometry_theta:
     input:
         model=MODEL_DIR,
         data=DATA,
     output:
-        **GEO_GRADIENTS,
+        **geometry_reported(GEO_THETA),
     log:
-        f"{R}/logs/geometry/gradients.log",
+        f"{R}/logs/geometry/theta.log",
     benchmark:
-        f"{R}/benchmarks/geometry/gradients.tsv"
-    conda:
-        ENV
-    threads: config["engine"]["threads"]
-    resources:
-        **heavy_resources(),
-    params:
-        model=config["model"],
-    script:
-        "../scripts/geometry_gradients.py"
-
-
-rule geometry_attention:
-    input:
-        model=MODEL_DIR,
-    output:
-        h5=f"{GEO}/attention.h5",
-        csv=f"{GEO_TABLES}/heads.csv",
-    log:
-        f"{R}/logs/geometry/attention.log",
-    benchmark:
-        f"{R}/benchmarks/geometry/attention.tsv"
+        f"{R}/benchmarks/geometry/theta.tsv"
     conda:
         ENV
     threads: config["engine"]["threads"]
@@ -95,14 +78,14 @@ rule geometry_attention:
         section=GEO_SECTION,
         model=config["model"],
     script:
-        "../scripts/geometry_attention.py"
+        "../scripts/geometry_theta.py"
 
 
 rule geometry_report:
     input:
         unpack(geometry_report_inputs),
     output:
-        **GEO_REPORT,
+        **geometry_reported(GEO_REPORT),
     log:
         f"{R}/logs/geometry/report.log",
     localrule: True

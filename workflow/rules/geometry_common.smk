@@ -43,12 +43,20 @@ def geometry_report_outputs():
 
 
 GEO_REPORT = geometry_report_outputs() if geometry_enabled(config) else {}
+# geometry_theta's outputs (llmscape.geometry.steps.at_theta): the gradient norms and the attention geometry.
 GEO_GRADIENTS = {
     "tensors_csv": f"{GEO_TABLES}/gradients.csv",
     "layers_csv": f"{GEO_TABLES}/gradient_layers.csv",
-    "png": f"{GEO_FIGURES}/gradients.png",
-    "pdf": f"{GEO_FIGURES}/gradients.pdf",
+    "gradients_png": f"{GEO_FIGURES}/gradients.png",
+    "gradients_pdf": f"{GEO_FIGURES}/gradients.pdf",
 }
+GEO_ATTENTION_FILES = {
+    "attention_h5": f"{GEO}/attention.h5",
+    "heads_csv": f"{GEO_TABLES}/heads.csv",
+}
+GEO_THETA = (GEO_GRADIENTS if geometry_enabled(config, "gradients") else {}) | (
+    GEO_ATTENTION_FILES if geometry_enabled(config, "attention") else {}
+)
 
 
 def geometry_report_inputs(wc):
@@ -59,8 +67,8 @@ def geometry_report_inputs(wc):
     if geometry_enabled(config, "curves"):
         inputs["curves"] = [f"{GEO}/curves/{layer}.h5" for layer in GEO_CURVE_LAYERS]
     if geometry_enabled(config, "attention"):
-        inputs["attention"] = f"{GEO}/attention.h5"
-        inputs["heads"] = f"{GEO_TABLES}/heads.csv"
+        inputs["attention"] = GEO_ATTENTION_FILES["attention_h5"]
+        inputs["heads"] = GEO_ATTENTION_FILES["heads_csv"]
     inputs["spectra"] = [
         f"{R}/spectra/{study}/{layer}.h5"
         for study in curvature_studies(config)
@@ -77,13 +85,9 @@ def geometry_outputs():
     """Everything the geometry section makes (none when it is not enabled)."""
     if not geometry_enabled(config):
         return []
-    out = list(GEO_REPORT.values())
+    out = list(GEO_REPORT.values()) + list(GEO_THETA.values())
     if geometry_enabled(config, "exact"):
         out.append(f"{GEO_TABLES}/exact.csv")
-    if geometry_enabled(config, "gradients"):
-        out += list(GEO_GRADIENTS.values())
-    if geometry_enabled(config, "attention"):
-        out.append(f"{GEO_TABLES}/heads.csv")
     return out
 
 
@@ -99,7 +103,32 @@ def geometry_paper_inputs():
     if geometry_enabled(config, "gradients"):
         inputs["geometry.gradients_csv"] = GEO_GRADIENTS["tensors_csv"]
         inputs["geometry.gradient_layers_csv"] = GEO_GRADIENTS["layers_csv"]
-        inputs["geometry.gradients_png"] = GEO_GRADIENTS["png"]
+        inputs["geometry.gradients_png"] = GEO_GRADIENTS["gradients_png"]
     if geometry_enabled(config, "attention"):
-        inputs["geometry.heads_csv"] = f"{GEO_TABLES}/heads.csv"
+        inputs["geometry.heads_csv"] = GEO_ATTENTION_FILES["heads_csv"]
     return inputs
+
+
+# What `snakemake --report` shows of the geometry section, each with its caption (workflow/report/).
+GEO_REPORTED = {
+    "exact_png": "geometry_exact",
+    "curves_png": "geometry_curves",
+    "curves_csv": "geometry_curves",
+    "heads_png": "geometry_attention",
+    "sharpness_csv": "geometry_sharpness",
+    "gradients_png": "geometry_gradients",
+    "tensors_csv": "geometry_gradients",
+    "layers_csv": "geometry_gradients",
+    "heads_csv": "geometry_attention",
+} | {f"attention_{p}_png": "geometry_attention" for p in GEO_ATTENTION}
+
+
+def geometry_reported(outputs):
+    """``outputs`` by name, those in GEO_REPORTED marked for `snakemake --report`."""
+    out = dict(outputs)
+    for name, caption in GEO_REPORTED.items():
+        if name in out:
+            out[name] = report(
+                out[name], caption=f"../report/{caption}.rst", category="Geometry"
+            )
+    return out

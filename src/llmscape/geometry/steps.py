@@ -140,15 +140,27 @@ def _engine(kind: str, model, evalset, directions, options: dict):
 # -------------------------------------------------------------------------- gradients
 
 
+def at_theta(model_dir: str | Path, data_path: str | Path, section: dict, model_section: dict, outputs: dict) -> None:
+    """What needs the model at theta* and nothing else, with one model load: the gradient norms (when
+    ``outputs`` names ``tensors_csv``, ``layers_csv``, ``gradients_png``, ``gradients_pdf``) and the attention
+    geometry (``attention_h5``, ``heads_csv``)."""
+    model, tokenizer = load_prepared(model_dir, model_section["dtype"])
+    o = outputs
+    if "tensors_csv" in o:
+        gradients(model, data_path, model_section, o["tensors_csv"], o["layers_csv"], o["gradients_png"],
+                  o["gradients_pdf"])  # fmt: skip
+    if "attention_h5" in o:
+        attention(model, tokenizer, model_dir, section, model_section, o["attention_h5"], o["heads_csv"])
+
+
 def gradients(
-    model_dir: str | Path, data_path: str | Path, model_section: dict, tensors_csv: str | Path,
-    layers_csv: str | Path, png: str | Path, pdf: str | Path,
+    model, data_path: str | Path, model_section: dict, tensors_csv: str | Path, layers_csv: str | Path,
+    png: str | Path, pdf: str | Path,
 ) -> None:  # fmt: skip
     """Gradient norms at theta* of every tensor and every layer, relative to the weights' (tables and a figure)."""
     from llmscape.geometry.gradients import gradient_norms, per_layer
     from llmscape.geometry.report import plot_gradients
 
-    model, _ = load_prepared(model_dir, model_section["dtype"])
     table = gradient_norms(model, datamod.load_eval_set(data_path))
     layers = per_layer(table)
     table.to_csv(tensors_csv, index=False, float_format="%.6g")
@@ -162,13 +174,14 @@ def gradients(
 # -------------------------------------------------------------------------- attention
 
 
-def attention(model_dir: str | Path, section: dict, model_section: dict, out: str | Path, csv: str | Path) -> None:
+def attention(
+    model, tokenizer, model_dir: str | Path, section: dict, model_section: dict, out: str | Path, csv: str | Path
+) -> None:
     """Attention weights and pre-softmax scores of the prompt per chosen layer and head (attention file), and
     the heads' W_Q/W_K/W_V/W_O singular values, effective ranks and condition numbers (table)."""
     from llmscape.geometry.attention import attention_maps, head_spectra, save_attention
 
     a = section["attention"]
-    model, tokenizer = load_prepared(model_dir, model_section["dtype"])
     n = n_layers(model_dir)
     layers = list(dict.fromkeys(resolve_layer(p, n) for p in a["layers"]))
     ids = tokenizer(a["prompt"], add_special_tokens=True, return_tensors="pt")["input_ids"]
