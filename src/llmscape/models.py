@@ -249,18 +249,19 @@ def tensor_shapes(model_dir: str | Path) -> dict[str, tuple[int, ...]]:
 
 
 def read_tensors(model_dir: str | Path, names: list[str]) -> dict[str, torch.Tensor]:
-    """Just the named tensors (memory-mapped reads), in float32."""
+    """Just the named tensors (memory-mapped reads), in float32, in the order named (never a set's order,
+    which changes from process to process: tables built from it would differ between two runs)."""
     from safetensors import safe_open
 
-    wanted, out = set(names), {}
+    wanted, found = set(names), {}
     for f in sorted(Path(model_dir).glob("*.safetensors")):
         with safe_open(f, framework="pt") as fh:
-            for name in wanted.intersection(fh.keys()):
-                out[name] = fh.get_tensor(name).float()
-    missing = wanted - set(out)
+            for name in sorted(wanted.intersection(fh.keys())):
+                found[name] = fh.get_tensor(name).float()
+    missing = wanted - set(found)
     if missing:
         raise LlmscapeError(f"tensors not found in {model_dir}: {sorted(missing)[:5]}")
-    return out
+    return {name: found[name] for name in dict.fromkeys(names)}
 
 
 def n_layers(model_dir: str | Path) -> int:
