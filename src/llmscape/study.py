@@ -68,6 +68,14 @@ def landscape_config(config: dict, spec: LandscapeSpec) -> dict:
     )
 
 
+def directions_config(config: dict, spec: LandscapeSpec) -> dict:
+    """What one landscape's directions depend on: its landscape_config with only the grid's number of
+    axes (``dims``), so that changing a grid's extent or points reruns its grid jobs, not its directions
+    (a Hessian direction's Lanczos run)."""
+    job = landscape_config(config, spec)
+    return job | {"grid": {"dims": job["grid"]["dims"]}}
+
+
 def curvature_config(config: dict, study: str, layer: str) -> dict:
     return target_config(config, study, layer) | {"curvature": config["studies"][study]["curvature"]}
 

@@ -13,7 +13,11 @@ rule prepare_probes:
         sets=[str(PROBE_SPECS[name].path) for name in USED_PROBES],
     output:
         probes=[PROBE.format(probe=name) for name in USED_PROBES],
-        table=PROBES_TABLE,
+        table=report(
+            PROBES_TABLE,
+            caption="../report/probes.rst",
+            category="Basins",
+        ),
     log:
         f"{R}/logs/probes.log",
     benchmark:
@@ -103,7 +107,11 @@ rule basin_report:
     input:
         lambda wc: basin_searches(wc.basin),
     output:
-        radii=f"{BASIN_TABLES}/radii.csv",
+        radii=report(
+            f"{BASIN_TABLES}/radii.csv",
+            caption="../report/basins_radii.rst",
+            category="Basins",
+        ),
         summary=report(
             f"{BASIN_TABLES}/summary.csv",
             caption="../report/basins.rst",
@@ -135,7 +143,11 @@ rule plot_capabilities:
     input:
         LANDSCAPE,
     output:
-        png=f"{FIGURE}-capabilities.png",
+        png=report(
+            f"{FIGURE}-capabilities.png",
+            caption="../report/capabilities.rst",
+            category="Basins",
+        ),
         pdf=f"{FIGURE}-capabilities.pdf",
     log:
         f"{R}/logs/figures/{{study}}/{{layer}}-{{direction}}-capabilities.log",

@@ -7,6 +7,7 @@ from llmscape.study import (
     LandscapeSpec,
     curvature_config,
     curvature_studies,
+    directions_config,
     landscape_config,
     landscapes,
     layer_tokens,
@@ -57,6 +58,10 @@ def heavy_resources(estimate=None):
 
 def landscape_config_of(wc):
     return landscape_config(config, LandscapeSpec(wc.study, wc.layer, wc.direction))
+
+
+def directions_config_of(wc):
+    return directions_config(config, LandscapeSpec(wc.study, wc.layer, wc.direction))
 
 
 def shards_of(wc):

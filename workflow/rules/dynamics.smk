@@ -187,8 +187,7 @@ rule dynamics_report:
     input:
         unpack(dynamics_report_inputs),
     output:
-        **DYN_TABLES,
-        **DYN_FIGURES,
+        **dynamics_report_outputs(),
     log:
         f"{R}/logs/dynamics/report.log",
     localrule: True

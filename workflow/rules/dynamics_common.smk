@@ -37,6 +37,16 @@ DYN_FIGURES = {
     for name in ("slices", "loss", "sharpness", "pca")
     for ext in ("png", "pdf")
 } | {"slices_html": f"{R}/figures/dynamics/slices.html"}
+# What `snakemake --report` shows of the dynamics study, each with its caption (workflow/report/).
+DYN_REPORTED = {
+    "steps": "dynamics_tables",
+    "roughness": "dynamics_tables",
+    "next_token": "dynamics_tables",
+    "slices_png": "dynamics_slices",
+    "loss_png": "dynamics_loss",
+    "sharpness_png": "dynamics_sharpness",
+    "pca_png": "dynamics_pca",
+}
 
 
 wildcard_constraints:
@@ -78,3 +88,13 @@ def dynamics_outputs():
     if not dynamics_enabled(config):
         return []
     return list(DYN_TABLES.values()) + list(DYN_FIGURES.values())
+
+
+def dynamics_report_outputs():
+    """The dynamics report's outputs by name, those in DYN_REPORTED marked for `snakemake --report`."""
+    out = {**DYN_TABLES, **DYN_FIGURES}
+    for name, caption in DYN_REPORTED.items():
+        out[name] = report(
+            out[name], caption=f"../report/{caption}.rst", category="Dynamics"
+        )
+    return out

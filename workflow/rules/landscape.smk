@@ -19,7 +19,7 @@ rule directions:
             )
         ),
     params:
-        job_config=landscape_config_of,
+        job_config=directions_config_of,
     script:
         "../scripts/directions.py"
 

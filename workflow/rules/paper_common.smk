@@ -30,4 +30,3 @@ def claims_inputs(wc):
         inputs["dynamics.steps"] = DYN_TABLES["steps"]
         inputs["dynamics.roughness"] = DYN_TABLES["roughness"]
     return inputs
-
