@@ -1,3 +1,7 @@
+# The write-up (src/llmscape/claims.py, paper.py, explorer.py): the claims table, then the paper with its
+# explorer and provenance pages.
+
+
 include: "paper_common.smk"
 
 

@@ -6,7 +6,7 @@ PROVENANCE = f"{R}/paper/provenance.html"
 
 
 def claims_inputs(wc):
-    """What the claims rule reads (llmscape.claims.evaluate, by these names): each landscape study's
+    """The inputs of the claims table (read by llmscape.claims.evaluate, by these names): each landscape study's
     summary table, landscapes and directions files, the curvature table, each basin study's tables,
     the dynamics study's steps and roughness tables, and the model (its number of layers).
     """
