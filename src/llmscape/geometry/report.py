@@ -48,13 +48,15 @@ def plot_exact(exact: dict, spectrum, png, pdf) -> None:
     lam = exact["eigenvalues"]
     n = len(lam)
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(12, 4.5), gridspec_kw={"width_ratios": [2.2, 1]})
-    ax.hist(lam, bins=80, density=True, color="0.75", label=f"exact eigenvalues (n = {n})")
+    heights, _, _ = ax.hist(lam, bins=80, density=True, color="0.75", label=f"exact eigenvalues (n = {n})")
     if spectrum.density is not None:
         ax.plot(spectrum.density.grid, spectrum.density.density, "C0", lw=1.2, label="SLQ density")
     for i, v in enumerate(spectrum.eigenvalues):
         ax.axvline(v, color="C3", ls="--", lw=1, label="Lanczos top-k" if i == 0 else None)
     ax.axvline(spectrum.lambda_min, color="C2", ls=":", lw=1.2, label="Lanczos lambda_min")
     ax.set_yscale("log")
+    # the broadened density falls to ~0 between its nodes: show it down to a tenth of one eigenvalue's bin
+    ax.set_ylim(bottom=heights[heights > 0].min() / 10)
     y = ax.get_ylim()[1] / 3
     if spectrum.trace is not None:
         ax.errorbar([spectrum.trace.trace / n], [y], xerr=[2 * spectrum.trace.se / n], fmt="s", color="C1",
@@ -98,13 +100,15 @@ def plot_curves(loaded: list[dict], png, pdf, html) -> None:
         a = c["axis"]
         measured = np.concatenate([c["loss"][m] for m in c["names"]])
         measured = measured[np.isfinite(measured)]
+        fine = np.linspace(a[0], a[-1], 201)  # the quadratic drawn smooth, whatever the grid
         for i, name in enumerate(c["names"]):
-            ax.plot(a, c["loss"][name], "-", color=f"C{i}", label=_curve_label(c, name))
-            ax.plot(a, c["quadratic"][name], "--", color=f"C{i}", lw=0.8)
+            ax.plot(a, c["loss"][name], "-o", ms=2.5, color=f"C{i}", label=_curve_label(c, name))
+            quadratic = c["attrs"]["loss_centre"] + c["curvature"][name] * fine**2 / 2
+            ax.plot(fine, quadratic, "--", color=f"C{i}", lw=0.8)
             line = {"color": COLORS[i % len(COLORS)]}
             pfig.add_trace(go.Scatter(x=a, y=c["loss"][name], name=f"{titles[k]} {_curve_label(c, name)}", line=line),
                            row=1, col=k + 1)  # fmt: skip
-            pfig.add_trace(go.Scatter(x=a, y=c["quadratic"][name], name=f"{titles[k]} {LABELS[name]}: L(0) + λa²/2",
+            pfig.add_trace(go.Scatter(x=fine, y=quadratic, name=f"{titles[k]} {LABELS[name]}: L(0) + λa²/2",
                                       line=line | {"dash": "dash"}), row=1, col=k + 1)  # fmt: skip
         if measured.size:
             lo, hi = measured.min(), measured.max()
