@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import torch
@@ -61,3 +64,24 @@ def tiny(tiny_dir):
 def tiny_data(tiny):
     _, tokenizer = tiny
     return tokenize(["hello world, this is a test", "short one", "loss landscapes of llms!"], tokenizer)
+
+
+@dataclass
+class TinyRun:
+    workdir: Path  # holds config.yaml and results/tiny/
+    config: dict
+    seconds: float  # wall time of the run
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, tiny_dir) -> TinyRun:
+    """One full run of the tiny workflow config (workflow_helpers.tiny_config), shared by the end-to-end,
+    browser and reproducibility tests: it is the slowest thing in the suite."""
+    from workflow_helpers import run_snakemake, tiny_config, write_config
+
+    workdir = tmp_path_factory.mktemp("tiny-run")
+    config = tiny_config(tiny_dir, shards=2, points=5)
+    write_config(workdir, config)
+    t0 = time.monotonic()
+    run_snakemake(workdir, "--cores", "2")
+    return TinyRun(workdir, config, time.monotonic() - t0)

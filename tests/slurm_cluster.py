@@ -24,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import apt_packages
+
 PACKAGES = ("slurmctld", "slurmd", "slurm-client", "munge")
 BINARIES = ("slurmctld", "slurmd", "sinfo", "squeue", "sbatch", "scancel", "munged", "munge", "unmunge")
 SLURM_CONF = Path("/etc/slurm/slurm.conf")
@@ -88,12 +90,7 @@ def ensure_installed(log=print) -> float:
         return 0.0
     log(f"installing {' '.join(PACKAGES)} (missing: {', '.join(missing)})")
     t0 = time.monotonic()
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for cmd in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", "--no-install-recommends", *PACKAGES]):
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
-        if proc.returncode != 0:
-            tail = proc.stdout[-3000:] + proc.stderr[-3000:]
-            raise ClusterError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{tail}")
+    apt_packages.install(PACKAGES, ClusterError)
     still = [b for b in BINARIES if shutil.which(b) is None]
     if still:
         raise ClusterError(f"after installing {PACKAGES}, still missing: {still}")

@@ -51,9 +51,8 @@ def test_bad_config_fails_before_any_job(tmp_path, tiny_dir):
 
 
 @pytest.mark.slow
-def test_tiny_end_to_end(tmp_path, tiny_dir):
-    write_config(tmp_path, tiny_config(tiny_dir, shards=2, points=5))
-    run_snakemake(tmp_path, "--cores", "2")
+def test_tiny_end_to_end(tiny_run):
+    tmp_path = tiny_run.workdir  # the run (conftest.tiny_run) is shared with tests/test_paper.py
     r = tmp_path / "results/tiny"
     manifest = yaml.safe_load((r / "model/manifest.json").read_text())
     assert manifest["n_layers"] == 4 and len(manifest["sha256"]) == 64
@@ -91,11 +90,24 @@ def test_tiny_end_to_end(tmp_path, tiny_dir):
     # compare figures + one per landscape + curvature + weight spectra
     assert paper.count("data:image/png;base64,") == 2 + 3 + 1 + 1
     assert f"{curvature.lambda_1[0]:.4g}" in paper
+    claims = pd.read_csv(r / "tables/claims.csv")
+    assert len(claims) >= 9 and set(claims["verdict"]) <= {"holds", "does not hold", "inconclusive"}
+    assert 'id="claims"' in paper and all(f'id="claim-{i}"' in paper for i in claims["id"])
+    assert "no dynamics study in this config" in paper  # an absent study makes its claims inconclusive
+    assert "wall_time_s" not in paper and (r / "paper/provenance.html").exists()
+    assert paper.count('href="explorer.html#study=') == 3 and (r / "paper/explorer.html").stat().st_size > 1e6
 
     again = run_snakemake(tmp_path, "-n")
     assert "Nothing to be done" in again.stdout + again.stderr
 
     run_snakemake(tmp_path, "--report", "report.html")
     report = (tmp_path / "report.html").read_text()
-    for shown in ("compare.png", "curvature.png", "weight_spectra.png", "summary.csv", "Loss landscape of study"):
+    for shown in (
+        "compare.png",
+        "curvature.png",
+        "weight_spectra.png",
+        "summary.csv",
+        "Loss landscape of study",
+        "claims.csv",
+    ):
         assert shown in report, shown
