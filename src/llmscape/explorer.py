@@ -9,10 +9,13 @@ Offline: plotly.js is inlined once, and every landscape's data is embedded as on
 
 with values rounded to 7 significant digits and non-finite ones as ``null``. Studies are the config's
 landscape studies (metrics ``loss``, ``token_loss``, ``accuracy`` and each capability grid
-``<set>/<metric>``), ``dynamics`` (the re-centred slices: layer = the evaluation set, direction =
-``step <t>``; and the PCA landscape) when the dynamics study ran. The view is also kept in the page's
-address (``explorer.html#study=seed&layer=first&direction=random&metric=loss&view=surface``), so the paper
-links straight to one landscape. The bytes depend only on the landscape files (no timestamp, no random id).
+``<set>/<metric>``); ``dynamics`` (the re-centred slices: layer = the evaluation set, direction =
+``step <t>``; and the PCA landscape) when the dynamics study ran; and ``basins/<basin>`` (each basin
+search: layer = the layer entry, direction = ``random-<i>`` or the direction's name, metrics = the loss
+and each capability at the points where it was evaluated, each with its own abscissa under ``"x"``).
+The view is also kept in the page's address
+(``explorer.html#study=seed&layer=first&direction=random&metric=loss&view=surface``), so the paper
+links straight to one landscape. The bytes depend only on the results files (no timestamp, no random id).
 """
 
 from __future__ import annotations
@@ -33,6 +36,17 @@ def _rounded(x) -> object:
         return [_rounded(v) for v in x]
     x = float(x)
     return float(f"{x:.7g}") if math.isfinite(x) else None
+
+
+def curves_entry(curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str) -> dict:
+    """A 1-D entry whose metrics each have their own abscissa (a basin search evaluates each metric only
+    where its brackets need it): {metric: (a, values)}, sorted by a."""
+    return {
+        "title": title,
+        "axes": [[]],
+        "x": {k: _rounded(np.asarray(a)) for k, (a, _) in curves.items()},
+        "metrics": {k: _rounded(np.asarray(v)) for k, (_, v) in curves.items()},
+    }
 
 
 def entry(ls: Landscape, title: str) -> dict:
@@ -106,7 +120,8 @@ function draw(item, metric, view) {{
   const z = item.metrics[metric];
   let traces, layout = {{title: {{text: item.title + " — " + metric, font: {{size: 14}}}}, margin: {{t: 50}}}};
   if (item.axes.length === 1) {{
-    traces = [{{x: item.axes[0], y: z, mode: "lines+markers", type: "scatter"}}];
+    const x = item.x ? item.x[metric] : item.axes[0];
+    traces = [{{x: x, y: z, mode: "lines+markers", type: "scatter"}}];
     layout.xaxis = {{title: {{text: "alpha"}}}}; layout.yaxis = {{title: {{text: metric}}}};
     sel.view.disabled = true;
   }} else if (view === "contour") {{
@@ -119,8 +134,9 @@ function draw(item, metric, view) {{
                     zaxis: {{title: {{text: metric}}}}}};
     sel.view.disabled = false;
   }}
-  const n = item.axes.map(a => a.length).join(" × ");
-  document.getElementById("note").textContent = n + " grid points; null (not finite) points are left out.";
+  const n = item.x ? item.x[metric].length + " evaluated points (a basin search)" :
+    item.axes.map(a => a.length).join(" × ") + " grid points";
+  document.getElementById("note").textContent = n + "; null (not finite) points are left out.";
   return Plotly.react("figure", traces, layout, {{responsive: true}});
 }}
 for (const k of ids) sel[k].addEventListener("change", () => update({{}}));

@@ -358,6 +358,7 @@ def render_paper(inputs: dict, config: dict, out: str | Path | dict) -> None:
     from llmscape.basins.report import paper_context as basins_context
 
     basins = basins_context(inputs, config, page.parent)  # the ``_basin.*`` inputs; None without any
+    entries |= _basin_entries(inputs, config)
     from llmscape.geometry.report import paper_context as geometry_context
 
     geometry = geometry_context(inputs, config, page.parent)  # the ``geometry.*`` inputs; None without any
@@ -401,6 +402,24 @@ def _dynamics_entries(inputs: dict) -> dict:
         ls = Landscape.load(root / "pca.h5")
         out["pca plane"] = {f"step {int(ls.attrs['provenance']['step'])}": entry(ls, "trajectory PCA plane")}
     return out
+
+
+def _basin_entries(inputs: dict, config: dict) -> dict:
+    """The explorer's ``basins/<basin>`` studies: every search's metrics along its direction (1-D)."""
+    from llmscape.basins.store import load_basin
+    from llmscape.explorer import curves_entry
+
+    out: dict[str, dict] = {}
+    for basin in config.get("basins") or {}:
+        study = out.setdefault(f"basins/{basin}", {})
+        for path in inputs.get(f"_basin.{basin}.searches", []):
+            attrs, results = load_basin(path)
+            layer = attrs["target"]["layer"]
+            metrics = [c["metric"] for c in attrs["criteria"]]
+            for r in results:
+                title = f"basin {basin}: {layer}, {r.label} ({r.method})"
+                study.setdefault(layer, {})[r.label] = curves_entry({m: r.search.curve(m) for m in metrics}, title)
+    return {k: v for k, v in out.items() if v}
 
 
 def claims_table(inputs: dict, config: dict, out: str | Path) -> None:
