@@ -132,7 +132,8 @@ def basin_paper_inputs():
         inputs[f"_basin.{basin}.summary"] = f"{R}/tables/basins/{basin}/summary.csv"
         inputs[f"_basin.{basin}.radii"] = f"{R}/tables/basins/{basin}/radii.csv"
         inputs[f"_basin.{basin}.figure"] = f"{R}/figures/basins/{basin}/basins.png"
-        inputs[f"_basin.{basin}.searches"] = basin_searches(basin)  # the explorer's curves
+        # the explorer's curves (llmscape.steps.render_paper)
+        inputs[f"_basin.{basin}.searches"] = basin_searches(basin)
     for s in landscapes(config):
         if config["studies"][s.study]["capabilities"]:
             key = f"_basin.capabilities.{s.study}.{s.layer}-{s.direction}"
