@@ -263,3 +263,9 @@ def test_a_dry_run_plans_the_geometry_jobs_and_a_bad_section_stops_before_any(tm
     proc = run_snakemake(tmp_path, "-n", check=False)
     assert proc.returncode != 0 and "the curves need its spectrum vectors" in proc.stderr
     assert not (tmp_path / "results").exists()
+
+
+def test_a_study_named_geometry_is_refused():
+    c = _section(_config(curves={"enabled": False}))
+    c["studies"]["Geometry"] = c["studies"]["seed"]
+    assert any("study named 'Geometry': its files would collide with the geometry" in p for p in settings.problems(c))

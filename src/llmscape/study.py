@@ -82,3 +82,15 @@ def curvature_config(config: dict, study: str, layer: str) -> dict:
 
 def curvature_studies(config: dict) -> list[str]:
     return [name for name, s in config["studies"].items() if s["curvature"]["enabled"]]
+
+
+def name_clash(config: dict, section: str, what: str) -> list[str]:
+    """A config problem when a study shares its name (case-insensitively) with a top-level section whose files
+    go under ``figures/<section>/`` and ``tables/<section>/``; ``what``: the section in words."""
+    clash = [name for name in config.get("studies", {}) if name.lower() == section]
+    if not clash:
+        return []
+    return [
+        f"config['studies'] has a study named {clash[0]!r}: its files would collide with the {what} "
+        f"(figures/{section}/, tables/{section}/); rename it"
+    ]

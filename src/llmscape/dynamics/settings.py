@@ -10,6 +10,7 @@ import re
 
 from llmscape.dynamics.corpus import find_corpus
 from llmscape.errors import LlmscapeError
+from llmscape.study import name_clash
 from llmscape.train import TrainSpec
 
 DATASETS = ("phrase", "corpus")
@@ -125,13 +126,7 @@ def problems(config: dict) -> list[str]:
         find_corpus(d["corpus"]["sources"])
     except LlmscapeError as exc:
         out.append(f"{key}['corpus']['sources'] = {d['corpus']['sources']}: {exc}")
-    clash = [name for name in config.get("studies", {}) if name.lower() == STUDY]
-    if clash:
-        out.append(
-            f"config['studies'] has a study named {clash[0]!r}: its files would collide with the dynamics "
-            f"study's (figures/{STUDY}/, tables/{STUDY}/); rename it"
-        )
-    return out
+    return out + name_clash(config, STUDY, "dynamics study's")
 
 
 def ineffective(raw: dict) -> list[str]:

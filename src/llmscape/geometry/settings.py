@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 
 from llmscape.errors import LlmscapeError
-from llmscape.study import curvature_studies, layer_token
+from llmscape.study import curvature_studies, layer_token, name_clash
 from llmscape.train import TrainSpec
 
 STUDY = "geometry"  # results under geometry/, figures/geometry/, tables/geometry/
@@ -94,13 +94,7 @@ def problems(config: dict) -> list[str]:
             )
         if c["min"] >= c["max"]:
             out.append(f"{key}['curves']: min = {c['min']} must be below max = {c['max']}")
-    clash = [name for name in config.get("studies", {}) if name.lower() == STUDY]
-    if clash:
-        out.append(
-            f"config['studies'] has a study named {clash[0]!r}: its files would collide with the geometry "
-            f"section's (figures/{STUDY}/, tables/{STUDY}/); rename it"
-        )
-    return out
+    return out + name_clash(config, STUDY, "geometry section's")
 
 
 def ineffective(raw: dict) -> list[str]:
