@@ -46,7 +46,7 @@ def trained(tmp_path_factory):
     spec = exact.TinySpec()
     model = exact.tiny_llama(len(vocab), spec)
     names = [n for n, _ in model.named_parameters()]
-    run = train(model, data, names, TrainSpec(steps=60, lr=0.01, save_every=60), tmp_path_factory.mktemp("t") / "run")
+    run = train(model, data, names, TrainSpec(steps=30, lr=0.01, save_every=30), tmp_path_factory.mktemp("t") / "run")
     assert run.losses[-1] < 0.5 * run.losses[0]
     shapes = {n: tuple(p.shape) for n, p in model.named_parameters()}
     targets = select(shapes, [r"mlp\.down_proj"], "last", spec.layers)  # 512 parameters
