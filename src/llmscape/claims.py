@@ -351,6 +351,10 @@ def _pick_study(config: dict, need_hessian: bool) -> str | None:
 
 def _layer_claims(config: dict, inputs: dict) -> list[Claim]:
     rule_rank = f"rank rule, margin {MARGIN:.0%}; two measures must agree"
+    rule_gradual = (
+        f"gradual if the rise at the largest radius >= {SLOPE_MIN_RISE} nats and k <= {GRADUAL_K}; "
+        f"a wall (does not hold) if k > {WALL_K} or flat; inconclusive between"
+    )
     claims = {
         "first-sharpest": (
             "The first layer shows the sharpest local structure.",
@@ -368,7 +372,8 @@ def _layer_claims(config: dict, inputs: dict) -> list[Claim]:
     name = _pick_study(config, need_hessian=False)
     if name is None:
         why = "no 2-D study with a random direction at two or more layers in this config"
-        return [_missing(i, c, LI, m, rule_rank, why) for i, (c, m) in claims.items()]
+        rules = {"last-gradual": rule_gradual}
+        return [_missing(i, c, LI, m, rules.get(i, rule_rank), why) for i, (c, m) in claims.items()]
     layers = [entry for entry in _study_layers(name, config["studies"][name], inputs) if entry.row]
     n_layers = read_manifest(inputs["model"])["n_layers"]
     radii = sorted(float(c.removeprefix("rise_r")) for c in layers[0].row if c.startswith("rise_r"))
@@ -427,10 +432,7 @@ def _layer_claims(config: dict, inputs: dict) -> list[Claim]:
 
     # last gradual
     c, m = claims["last-gradual"]
-    rule = (
-        f"gradual if the rise at the largest radius >= {SLOPE_MIN_RISE} nats and k <= {GRADUAL_K}; "
-        f"a wall (does not hold) if k > {WALL_K} or flat; inconclusive between"
-    )
+    rule = rule_gradual
     if last is None or len(radii) < 2:
         why = f"study {name} has no last layer" if last is None else "needs the rise at two radii inside the grid"
         out.append(_missing("last-gradual", c, LI, m, rule, why))

@@ -38,7 +38,7 @@ table {{ border-collapse: collapse; font-size: 0.85em; display: block; overflow-
 th, td {{ border: 1px solid #bbb; padding: 0.2em 0.5em; text-align: right; }}
 code {{ font-size: 0.9em; }}
 pre {{ overflow-x: auto; background: #f6f6f6; padding: 0.5em; font-size: 0.8em; }}
-table.claims td {{ text-align: left; vertical-align: top; }}
+table.claims td, table.claims th {{ text-align: left; vertical-align: top; }}
 td.holds {{ background: #e3f4e1; }}
 td.fails {{ background: #f9e0de; }}
 td.inconclusive {{ background: #f3f0dc; }}
