@@ -255,7 +255,7 @@ def test_a_dry_run_plans_the_geometry_jobs_and_a_bad_section_stops_before_any(tm
 
     write_config(tmp_path, _workflow_config(tiny_dir))
     out = run_snakemake(tmp_path, "-n").stdout
-    for rule in ("geometry_exact", "geometry_curves", "geometry_theta", "geometry_report"):
+    for rule in ("geometry_exact", "geometry_theta", "geometry_report"):
         assert re.search(rf"^{rule}\s+1", out, re.M), f"{rule} missing from the dry run"
     bad = _workflow_config(tiny_dir)
     bad["studies"]["layers"]["curvature"]["vectors"] = False

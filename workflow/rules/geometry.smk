@@ -33,36 +33,11 @@ rule geometry_exact:
         "../scripts/geometry_exact.py"
 
 
-rule geometry_curves:
-    input:
-        model=MODEL_DIR,
-        data=DATA,
-        spectra=[
-            f"{R}/spectra/{GEO_SECTION['curves']['study']}/{layer}.h5"
-            for layer in GEO_CURVE_LAYERS
-        ],
-    output:
-        [f"{GEO}/curves/{layer}.h5" for layer in GEO_CURVE_LAYERS],
-    log:
-        f"{R}/logs/geometry/curves.log",
-    benchmark:
-        f"{R}/benchmarks/geometry/curves.tsv"
-    conda:
-        ENV
-    threads: config["engine"]["threads"]
-    resources:
-        **heavy_resources(),
-    params:
-        section=GEO_SECTION,
-        engine=config["engine"],
-    script:
-        "../scripts/geometry_curves.py"
-
-
 rule geometry_theta:
     input:
         model=MODEL_DIR,
         data=DATA,
+        spectra=GEO_CURVE_SPECTRA,
     output:
         **geometry_reported(GEO_THETA),
     log:
@@ -77,6 +52,7 @@ rule geometry_theta:
     params:
         section=GEO_SECTION,
         model=config["model"],
+        engine=config["engine"],
     script:
         "../scripts/geometry_theta.py"
 

@@ -54,8 +54,16 @@ GEO_ATTENTION_FILES = {
     "attention_h5": f"{GEO}/attention.h5",
     "heads_csv": f"{GEO_TABLES}/heads.csv",
 }
-GEO_THETA = (GEO_GRADIENTS if geometry_enabled(config, "gradients") else {}) | (
-    GEO_ATTENTION_FILES if geometry_enabled(config, "attention") else {}
+# The curves: one file per layer entry of the curves' study, from its spectrum files.
+GEO_CURVES = {"curves": [f"{GEO}/curves/{layer}.h5" for layer in GEO_CURVE_LAYERS]}
+GEO_CURVE_SPECTRA = [
+    f"{R}/spectra/{GEO_SECTION['curves']['study']}/{layer}.h5"
+    for layer in GEO_CURVE_LAYERS
+]
+GEO_THETA = (
+    (GEO_GRADIENTS if geometry_enabled(config, "gradients") else {})
+    | (GEO_ATTENTION_FILES if geometry_enabled(config, "attention") else {})
+    | (GEO_CURVES if GEO_CURVE_LAYERS else {})
 )
 
 
@@ -65,7 +73,7 @@ def geometry_report_inputs(wc):
         inputs["exact"] = f"{GEO}/exact/exact.h5"
         inputs["estimate"] = f"{GEO}/exact/estimate.h5"
     if geometry_enabled(config, "curves"):
-        inputs["curves"] = [f"{GEO}/curves/{layer}.h5" for layer in GEO_CURVE_LAYERS]
+        inputs["curves"] = GEO_CURVES["curves"]
     if geometry_enabled(config, "attention"):
         inputs["attention"] = GEO_ATTENTION_FILES["attention_h5"]
         inputs["heads"] = GEO_ATTENTION_FILES["heads_csv"]
@@ -85,7 +93,8 @@ def geometry_outputs():
     """Everything the geometry section makes (none when it is not enabled)."""
     if not geometry_enabled(config):
         return []
-    out = list(GEO_REPORT.values()) + list(GEO_THETA.values())
+    theta = [p for v in GEO_THETA.values() for p in ([v] if isinstance(v, str) else v)]
+    out = list(GEO_REPORT.values()) + theta
     if geometry_enabled(config, "exact"):
         out.append(f"{GEO_TABLES}/exact.csv")
     return out

@@ -92,11 +92,12 @@ def exact_spectrum(
 
 
 def extreme_curves(
-    model_dir: str | Path, data_path: str | Path, spectra: list[str | Path], section: dict, engine_section: dict,
-    outs: list[str | Path],
+    model, model_dir: str | Path, data_path: str | Path, spectra: list[str | Path], section: dict,
+    engine_section: dict, outs: list[str | Path],
 ) -> None:  # fmt: skip
     """The loss along each layer entry's lambda_max, lambda_min and near-zero directions (one curves file per
-    spectrum file, in order), on the config's grid engine; one model load for all entries."""
+    spectrum file, in order), on the config's grid engine over the loaded ``model`` (its dtype and device:
+    the engine section's kind and block options apply, not its dtype)."""
     from llmscape.curvature import load_spectrum
     from llmscape.engine import split_section
     from llmscape.geometry.extreme import DIRECTIONS, curves, save_curves, split_flat
@@ -108,7 +109,6 @@ def extreme_curves(
     evalset = datamod.load_eval_set(data_path)
     options, _ = split_section(engine_section)
     kind = options.pop("kind")
-    model, _ = load_prepared(model_dir, options.get("dtype", "float32"), options.get("device", "cpu"))
     all_shapes = tensor_shapes(model_dir)
     for path, out in zip(spectra, outs, strict=True):
         spectrum, prov = load_spectrum(path)
@@ -140,12 +140,19 @@ def _engine(kind: str, model, evalset, directions, options: dict):
 # -------------------------------------------------------------------------- gradients
 
 
-def at_theta(model_dir: str | Path, data_path: str | Path, section: dict, model_section: dict, outputs: dict) -> None:
-    """What needs the model at theta* and nothing else, with one model load: the gradient norms (when
-    ``outputs`` names ``tensors_csv``, ``layers_csv``, ``gradients_png``, ``gradients_pdf``) and the attention
-    geometry (``attention_h5``, ``heads_csv``)."""
+def at_theta(
+    model_dir: str | Path, data_path: str | Path, section: dict, model_section: dict, engine_section: dict,
+    outputs: dict, spectra: list[str | Path] = (),
+) -> None:  # fmt: skip
+    """Everything of the section that evaluates the model at theta*, with one model load (the model's loading and
+    imports cost more than the gradients and the attention themselves): the extreme-curvature curves (when
+    ``outputs`` names ``curves``, a file per spectrum file of ``spectra``), the gradient norms (``tensors_csv``,
+    ``layers_csv``, ``gradients_png``, ``gradients_pdf``) and the attention geometry (``attention_h5``,
+    ``heads_csv``)."""
     model, tokenizer = load_prepared(model_dir, model_section["dtype"])
     o = outputs
+    if "curves" in o:
+        extreme_curves(model, model_dir, data_path, list(spectra), section, engine_section, list(o["curves"]))
     if "tensors_csv" in o:
         gradients(model, data_path, model_section, o["tensors_csv"], o["layers_csv"], o["gradients_png"],
                   o["gradients_pdf"])  # fmt: skip
