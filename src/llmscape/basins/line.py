@@ -28,7 +28,7 @@ import torch
 from llmscape.basins.search import Criterion, Search, search
 from llmscape.basins.store import DirectionResult
 from llmscape.directions import Direction
-from llmscape.engine import Engine
+from llmscape.engine import engine_on
 from llmscape.probes import Evaluation
 
 log = logging.getLogger("llmscape")
@@ -37,25 +37,6 @@ log = logging.getLogger("llmscape")
 LOSS_NOISE = 2e-6
 
 
-def make_engine(options: dict, model: torch.nn.Module, evalset, directions: list[Direction]) -> Engine:
-    """A grid engine of ``options['kind']`` on an already loaded model (llmscape.engine.build_engine
-    loads the model itself; a search builds one engine per direction on the same model)."""
-    from llmscape.engine import DEFAULT_KIND, OPTION_DEFAULTS, OPTIONS_OF
-
-    options = dict(options)
-    kind = options.pop("kind", DEFAULT_KIND)
-    chosen = {k: v for k, v in options.items() if k in OPTIONS_OF[kind]}
-    if kind == "fast":
-        from llmscape.engine.fast import FastEngine
-
-        return FastEngine(
-            model, evalset, directions, **{k: v for k, v in chosen.items() if k not in ("device", "dtype")}
-        )
-    from llmscape.engine.reference import ReferenceEngine
-
-    return ReferenceEngine(
-        model, evalset, directions, batch_size=chosen.get("batch_size", OPTION_DEFAULTS["batch_size"])
-    )
 
 
 class LineEvaluator:
@@ -82,7 +63,7 @@ class LineEvaluator:
         if entry is None:
             evaluation = Evaluation(self.data, [p for p in self.probes if p.name in groups])
             entry = [
-                make_engine(self.options, self.model, evaluation.evalset, [self.direction]),
+                engine_on(self.options, self.model, evaluation.evalset, [self.direction]),
                 evaluation,
                 self.version,
             ]

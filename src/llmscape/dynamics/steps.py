@@ -128,19 +128,11 @@ def set_tensors(model: torch.nn.Module, tensors: dict[str, torch.Tensor]) -> Non
 
 
 def _engine(model, data: datamod.EvalSet, directions: list[Direction], engine_section: dict):
-    """A grid engine on an already loaded model (theta_t lives in memory, so the fast engine never streams)."""
-    from llmscape.engine import DEFAULT_KIND, OPTIONS_OF, split_section
-    from llmscape.engine.fast import FastEngine
-    from llmscape.engine.reference import ReferenceEngine
+    """A grid engine on an already loaded model (theta_t lives in memory) and the section's job keys."""
+    from llmscape.engine import engine_on, split_section
 
     options, job = split_section(engine_section)
-    kind = options.pop("kind", DEFAULT_KIND)
-    if kind == "reference":
-        return ReferenceEngine(model, data, directions, batch_size=options["batch_size"]), job
-    loaded = ("device", "dtype", "stream", "offload")  # the model is already where and what it runs as
-    return FastEngine(
-        model, data, directions, **{k: v for k, v in options.items() if k in OPTIONS_OF["fast"] and k not in loaded}
-    ), job
+    return engine_on(options, model, data, directions), job
 
 
 def _load_where(engine_section: dict) -> tuple[str, str]:

@@ -17,7 +17,9 @@ for validation; tests/test_config.py checks that the two agree key by key):
   (llmscape.surface.compute_shard).
 
 ``split_section`` cuts a section into engine options and job keys;
-``build_engine`` takes the former only.
+``build_engine`` takes the former only and loads the model as the engine needs;
+``engine_on`` builds one over a model already in memory (a job that evaluates several
+models or directions with one load: training steps, basin searches, geometry curves).
 """
 
 from __future__ import annotations
@@ -115,3 +117,28 @@ def build_engine(spec: dict | None, model_dir: str | Path, data: EvalSet, direct
     o = {k: OPTION_DEFAULTS[k] for k in OPTIONS_OF["reference"]} | options
     model, _ = load_prepared(model_dir, o["dtype"], o["device"])
     return ReferenceEngine(model, data, directions, batch_size=o["batch_size"])
+
+
+# Options that say how a model is loaded: a model already in memory is where and what it runs as
+# (and never streams).
+LOAD_OPTIONS = ("device", "dtype", "stream", "offload")
+
+
+def engine_on(options: dict | None, model, data: EvalSet, directions: list[Direction]) -> Engine:
+    """An engine of ``options['kind']`` over an already loaded ``model``; the options that say how a model is
+    loaded (``LOAD_OPTIONS``) and those of the other kind are ignored, job keys are not allowed."""
+    options = dict(options or {})
+    kind = options.pop("kind", DEFAULT_KIND)
+    if kind not in ENGINES:
+        raise LlmscapeError(f"engine.kind must be one of {ENGINES}, got {kind!r}")
+    job = sorted(set(options) & set(JOB_DEFAULTS))
+    if job:
+        raise LlmscapeError(f"engine key(s) {job} are for the job, not the engine: split them off with split_section")
+    chosen = {k: v for k, v in options.items() if k in OPTIONS_OF[kind] and k not in LOAD_OPTIONS}
+    if kind == "fast":
+        from llmscape.engine.fast import FastEngine
+
+        return FastEngine(model, data, directions, **chosen)
+    from llmscape.engine.reference import ReferenceEngine
+
+    return ReferenceEngine(model, data, directions, batch_size=chosen.get("batch_size", OPTION_DEFAULTS["batch_size"]))

@@ -99,7 +99,7 @@ def extreme_curves(
     spectrum file, in order), on the config's grid engine over the loaded ``model`` (its dtype and device:
     the engine section's kind and block options apply, not its dtype)."""
     from llmscape.curvature import load_spectrum
-    from llmscape.engine import split_section
+    from llmscape.engine import engine_on, split_section
     from llmscape.geometry.extreme import DIRECTIONS, curves, save_curves, split_flat
     from llmscape.grid import axes
     from llmscape.models import tensor_shapes
@@ -108,7 +108,6 @@ def extreme_curves(
     coeffs = axes({"dims": 1, "min": c["min"], "max": c["max"], "points": c["points"]})[0]
     evalset = datamod.load_eval_set(data_path)
     options, _ = split_section(engine_section)
-    kind = options.pop("kind")
     all_shapes = tensor_shapes(model_dir)
     for path, out in zip(spectra, outs, strict=True):
         spectrum, prov = load_spectrum(path)
@@ -117,7 +116,7 @@ def extreme_curves(
             raise LlmscapeError(f"{path} holds no {missing} vectors: its study needs curvature.vectors: true")
         shapes = {t: all_shapes[t] for t in spectrum.targets}
         dirs = [split_flat(spectrum.vectors[d][0], shapes) for d in DIRECTIONS]
-        engine = _engine(kind, model, evalset, dirs, options)
+        engine = engine_on(options, model, evalset, dirs)
         t0 = time.perf_counter()
         losses, centre = curves(engine, evalset.n_tokens, coeffs, len(dirs))
         lam = [spectrum.vectors[d][1]["rayleigh"] for d in DIRECTIONS]
@@ -128,13 +127,6 @@ def extreme_curves(
         save_curves(out, coeffs, DIRECTIONS, losses, lam, res, centre, provenance)
         log.info("%s: curvature %s, loss at the ends %s (%.1fs)", prov["layer"], np.round(lam, 4),
                  np.round(losses[:, [0, -1]], 3).tolist(), provenance["wall_time_s"])  # fmt: skip
-
-
-def _engine(kind: str, model, evalset, directions, options: dict):
-    """A grid engine over an already loaded model (the dynamics jobs' helper: one load for several engines)."""
-    from llmscape.dynamics.steps import _engine as on_loaded
-
-    return on_loaded(model, evalset, directions, {"kind": kind, **options})[0]
 
 
 # -------------------------------------------------------------------------- gradients
