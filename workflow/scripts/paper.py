@@ -9,8 +9,11 @@ from llmscape.steps import render_paper
 if TYPE_CHECKING:
     from snakemake.script import snakemake
 
+# named outputs (html, explorer, provenance); a rule with one unnamed output gets the other two beside it
+outputs = dict(snakemake.output.items()) or snakemake.output[0]
+
 run_job(
-    lambda: render_paper(dict(snakemake.input.items()), snakemake.params.config, dict(snakemake.output.items())),
+    lambda: render_paper(dict(snakemake.input.items()), snakemake.params.config, outputs),
     snakemake.log[0],
     snakemake.threads,
 )
