@@ -23,8 +23,18 @@ import numpy as np
 from llmscape.errors import LlmscapeError
 
 # The layout version of each file kind; a breaking change to a layout bumps its number.
-VERSIONS = {"landscape": 1, "directions": 1, "eval-set": 1, "spectrum": 2, "trajectory": 1, "probe-set": 1, "basin": 1,
-            "exact-spectrum": 1, "curves": 1, "attention": 1}
+VERSIONS = {
+    "landscape": 1,
+    "directions": 1,
+    "eval-set": 1,
+    "spectrum": 2,
+    "trajectory": 1,
+    "probe-set": 1,
+    "basin": 1,
+    "exact-spectrum": 1,
+    "curves": 1,
+    "attention": 1,
+}
 _RESERVED = ("format", "format_version")
 
 

@@ -239,27 +239,14 @@ def compare_study(
 
 def compute_curvature(model_dir: str | Path, data_path: str | Path, job_config: dict, out: str | Path) -> None:
     """Hessian spectrum (top-k, lambda_min, trace, density) of the loss on one layer entry's targets."""
-    from llmscape.curvature import compute_spectrum, save_spectrum
+    from llmscape.curvature import save_spectrum, section_spectrum
 
     log.info("%s", hessian_estimate(model_dir, data_path, job_config).describe())
     names = target_names(model_dir, job_config)
     manifest = read_manifest(model_dir)
     c = job_config["curvature"]
     model, _ = load_prepared(model_dir, job_config["model"]["dtype"])
-    spectrum = compute_spectrum(
-        model,
-        datamod.load_eval_set(data_path),
-        names,
-        k=c["k"],
-        method=c["solver"],
-        tol=c["tol"],
-        max_iter=c["max_iter"],
-        seed=c["seed"],
-        trace_probes=c["trace_probes"],
-        density_probes=c["density_probes"],
-        density_steps=c["density_steps"],
-        vectors=c["vectors"],
-    )
+    spectrum = section_spectrum(model, datamod.load_eval_set(data_path), names, c)
     provenance = {
         "study": job_config["study"],
         "layer": job_config["layer"],

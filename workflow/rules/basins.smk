@@ -78,7 +78,7 @@ rule basin_direction:
     params:
         job_config=lambda wc: basin_config(config, wc.basin, wc.layer, wc.direction),
     script:
-        "../scripts/basins_direction.py"
+        "../scripts/directions.py"
 
 
 rule basin_search:

@@ -1,4 +1,5 @@
-"""Directions of one landscape, restricted to its target tensors."""
+"""Directions of one landscape or basin layer entry (random, Hessian, worst-case, checkpoint), restricted to
+its target tensors (llmscape.steps.make_directions)."""
 
 from typing import TYPE_CHECKING
 

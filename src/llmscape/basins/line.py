@@ -37,8 +37,6 @@ log = logging.getLogger("llmscape")
 LOSS_NOISE = 2e-6
 
 
-
-
 class LineEvaluator:
     """Metrics at theta* + a d along the current direction: ``evaluate(a [P], groups) -> {metric: [P]}``.
 

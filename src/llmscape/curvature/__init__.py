@@ -23,7 +23,14 @@ from llmscape.curvature.density import DensityEstimate, HutchinsonTrace, Spectra
 from llmscape.curvature.directions import HessianDirections, hessian_directions
 from llmscape.curvature.eigen import Eigenpairs, Lanczos, PowerIteration, eigensolver
 from llmscape.curvature.operators import HessianOperator, MatrixOperator
-from llmscape.curvature.spectrum import Spectrum, compute_spectrum, load_spectrum, save_spectrum, spectra_table
+from llmscape.curvature.spectrum import (
+    Spectrum,
+    compute_spectrum,
+    load_spectrum,
+    save_spectrum,
+    section_spectrum,
+    spectra_table,
+)
 from llmscape.curvature.target_loss import TargetLoss
 
 __all__ = [
@@ -40,6 +47,7 @@ __all__ = [
     "TargetLoss",
     "TraceEstimate",
     "compute_spectrum",
+    "section_spectrum",
     "eigensolver",
     "hessian_directions",
     "load_spectrum",

@@ -166,6 +166,26 @@ def compute_spectrum(
     return spec
 
 
+def section_spectrum(model: torch.nn.Module, data: EvalSet, targets: list[str], section: dict) -> Spectrum:
+    """``compute_spectrum`` with the keys of a config section (a study's ``curvature``, the dynamics study's
+    ``curvature``, the geometry study's ``exact``): a part whose keys the section lacks is not computed
+    (no ``density_probes``: no density; no ``vectors``: no vectors), no ``solver`` means Lanczos."""
+    return compute_spectrum(
+        model,
+        data,
+        targets,
+        k=section["k"],
+        method=section.get("solver", "lanczos"),
+        tol=section["tol"],
+        max_iter=section["max_iter"],
+        seed=section["seed"],
+        trace_probes=section["trace_probes"],
+        density_probes=section.get("density_probes", 0),
+        density_steps=section.get("density_steps", 2),
+        vectors=section.get("vectors", False),
+    )
+
+
 def _spectrum_end(op, spec: Spectrum, pairs, end: str, tol: float, max_iter: int, seed: int, vectors: bool = False):
     """lambda_max (``end="largest"``) or lambda_min: from the top-k by magnitude when it must be there.
 

@@ -227,26 +227,14 @@ def spectrum_at(
 ) -> None:
     """lambda_max, lambda_min, the top eigenvalues and the Hutchinson trace of the Hessian over the
     trained tensors at theta_t, on the training data (a spectrum file, llmscape.curvature)."""
-    from llmscape.curvature import compute_spectrum, save_spectrum
+    from llmscape.curvature import save_spectrum, section_spectrum
 
     c = job_config["curvature"]
     run = load_run(run_dir)
     names = run.targets
     log.info("%s", hessian_estimate_at(model_dir, data_path, job_config).describe())
     model, _ = model_at(model_dir, run, step, job_config["model"]["dtype"])
-    spectrum = compute_spectrum(
-        model,
-        datamod.load_eval_set(data_path),
-        names,
-        k=c["k"],
-        method=c["solver"],
-        tol=c["tol"],
-        max_iter=c["max_iter"],
-        seed=c["seed"],
-        trace_probes=c["trace_probes"],
-        density_probes=0,
-        density_steps=2,
-    )
+    spectrum = section_spectrum(model, datamod.load_eval_set(data_path), names, c)  # no density: its keys are absent
     manifest = read_manifest(model_dir)
     provenance = {
         "study": job_config["study"],

@@ -37,7 +37,7 @@ def exact_spectrum(
 ) -> None:  # fmt: skip
     """Train the tiny Llama on the evaluation text (llmscape.train), then its exact Hessian over the targets
     beside compute_spectrum's estimates (llmscape.geometry.exact): two files and the comparison table."""
-    from llmscape.curvature import compute_spectrum, save_spectrum
+    from llmscape.curvature import save_spectrum, section_spectrum
     from llmscape.geometry.exact import (
         ExactResult,
         TinySpec,
@@ -71,10 +71,7 @@ def exact_spectrum(
     seconds = time.perf_counter() - t0
     log.info("exact Hessian %d x %d in %.1fs: lambda in [%.4g, %.4g]", *h.shape, seconds, eigenvalues[0],
              eigenvalues[-1])  # fmt: skip
-    spectrum = compute_spectrum(
-        model, data, targets, k=e["k"], method="lanczos", tol=e["tol"], max_iter=e["max_iter"], seed=e["seed"],
-        trace_probes=e["trace_probes"], density_probes=e["density_probes"], density_steps=e["density_steps"],
-    )  # fmt: skip
+    spectrum = section_spectrum(model, data, targets, e)
     attrs = {"tiny_model": e["model"], "train": e["train"], "layer": str(e["layer"]),
              "train_loss_final": float(run.losses[-1]), "data_spec": Path(data_path).stem}  # fmt: skip
     save_spectrum(spectrum_out, spectrum, {"study": "geometry", "layer": str(e["layer"]), "tiny": attrs})
