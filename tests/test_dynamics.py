@@ -236,9 +236,16 @@ def test_report_tables_figures_and_the_papers_section(study, model_dir, tmp_path
     assert context["animation"] == "../figures/slices.html" and [p["step"] for p in context["pairs"]] == [0, 4]
     assert context["corpus_source"] == str(find_corpus(study.config["dynamics"]["corpus"]["sources"]))
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(ROOT / "paper"), undefined=jinja2.StrictUndefined)
-    text = env.get_template("sections/dynamics.md.j2").render(config=study.config | {"results": "r"}, dynamics=context)
+    # the section reads the paper's claims table when there is one (claims=None: a config without the claims rule)
+    section = env.get_template("sections/dynamics.md.j2")
+    text = section.render(config=study.config | {"results": "r"}, dynamics=context, claims=None)
     assert "## Training dynamics" in text and "fraction" in text and "Trajectory PCA" in text
-    assert env.get_template("sections/dynamics.md.j2").render(config={}, dynamics=None).strip() == ""
+    assert 'So on this grid the claim "the corpus-averaged landscape is smoother" is' in text
+    verdict = {"by_id": {"corpus-smoother": {"verdict": "holds"}}}
+    assert 'smoother" **holds**' in section.render(
+        config=study.config | {"results": "r"}, dynamics=context, claims=verdict
+    )
+    assert section.render(config={}, dynamics=None, claims=None).strip() == ""
 
 
 def test_a_phrase_of_one_token_is_refused_naming_the_key(model_dir, tmp_path):
