@@ -89,12 +89,8 @@ def split_section(section: dict | None) -> tuple[dict, dict]:
     return section, job
 
 
-def build_engine(spec: dict | None, model_dir: str | Path, data: EvalSet, directions: list[Direction]) -> Engine:
-    """An engine from ``kind`` and engine options, loading the model as that engine needs.
-
-    Options of the other kind are ignored (the validated config holds every option);
-    job keys are refused: ``split_section`` takes them out first.
-    """
+def _kind_and_options(spec: dict | None) -> tuple[str, dict]:
+    """``kind`` and the options that kind reads; an unknown kind or option, or a job key, is an error."""
     spec = dict(spec or {})
     kind = spec.pop("kind", DEFAULT_KIND)
     if kind not in ENGINES:
@@ -105,7 +101,16 @@ def build_engine(spec: dict | None, model_dir: str | Path, data: EvalSet, direct
     unknown = sorted(set(spec) - set(OPTION_DEFAULTS))
     if unknown:
         raise LlmscapeError(f"unknown engine option(s) for kind {kind}: {unknown}; known: {sorted(OPTIONS_OF[kind])}")
-    options = {k: v for k, v in spec.items() if k in OPTIONS_OF[kind]}
+    return kind, {k: v for k, v in spec.items() if k in OPTIONS_OF[kind]}
+
+
+def build_engine(spec: dict | None, model_dir: str | Path, data: EvalSet, directions: list[Direction]) -> Engine:
+    """An engine from ``kind`` and engine options, loading the model as that engine needs.
+
+    Options of the other kind are ignored (the validated config holds every option);
+    job keys are refused: ``split_section`` takes them out first.
+    """
+    kind, options = _kind_and_options(spec)
     if kind == "fast":
         from llmscape.engine.fast import FastEngine
 
@@ -127,14 +132,8 @@ LOAD_OPTIONS = ("device", "dtype", "stream", "offload")
 def engine_on(options: dict | None, model, data: EvalSet, directions: list[Direction]) -> Engine:
     """An engine of ``options['kind']`` over an already loaded ``model``; the options that say how a model is
     loaded (``LOAD_OPTIONS``) and those of the other kind are ignored, job keys are not allowed."""
-    options = dict(options or {})
-    kind = options.pop("kind", DEFAULT_KIND)
-    if kind not in ENGINES:
-        raise LlmscapeError(f"engine.kind must be one of {ENGINES}, got {kind!r}")
-    job = sorted(set(options) & set(JOB_DEFAULTS))
-    if job:
-        raise LlmscapeError(f"engine key(s) {job} are for the job, not the engine: split them off with split_section")
-    chosen = {k: v for k, v in options.items() if k in OPTIONS_OF[kind] and k not in LOAD_OPTIONS}
+    kind, options = _kind_and_options(options)
+    chosen = {k: v for k, v in options.items() if k not in LOAD_OPTIONS}
     if kind == "fast":
         from llmscape.engine.fast import FastEngine
 
