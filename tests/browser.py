@@ -1,7 +1,7 @@
 """Headless Chromium for checking the rendered paper as a reader's browser shows it.
 
 Needs Debian's ``chromium`` (installed with apt-get when missing and running as root, as
-tests/slurm_cluster.py installs SLURM). ``check_pages`` opens every page in one browser run, from
+tests/slurm_cluster.py installs SLURM). ``check_pages`` opens the pages a few per browser run, from
 file:// with name resolution switched off (no network), inside a wrapper page that reads each page's
 DOM (``--disable-web-security`` lets a file:// page read its file:// iframes) and writes what it found
 into its own DOM as JSON, read back with ``--dump-dom``. Console messages come from Chromium's own log
@@ -152,10 +152,20 @@ def console_messages(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if ":CONSOLE" in line and not any(b in line for b in BENIGN)]
 
 
-def check_pages(pages: list[Path], work: Path, budget_ms: int = 60000, timeout: int = 300) -> dict:
-    """Open ``pages`` in one headless Chromium run; returns {"pages": [per page: url, images, graphs,
+def check_pages(pages: list[Path], work: Path, batch: int = 8, budget_ms: int = 60000, timeout: int = 300) -> dict:
+    """Open ``pages`` in headless Chromium, ``batch`` at a time (one browser has 16 WebGL contexts, and the
+    default paper's surface pages hold more together); returns {"pages": [per page: url, images, graphs,
     drawn, links, ids, resources, explorer (for the explorer: views drawn, failures, its menus)],
-    "console": [messages], "stderr": the log tail}."""
+    "console": [messages], "stderr": the last batch's log tail}."""
+    out = {"pages": [], "console": []}
+    for i in range(0, len(pages), batch):
+        found = _check_batch(pages[i : i + batch], work / f"batch-{i // batch}", budget_ms, timeout)
+        out = {"pages": out["pages"] + found["pages"], "console": out["console"] + found["console"]}
+        out["stderr"] = found["stderr"]
+    return out
+
+
+def _check_batch(pages: list[Path], work: Path, budget_ms: int, timeout: int) -> dict:
     work.mkdir(parents=True, exist_ok=True)
     frames = "\n".join(f'<iframe src="{p.resolve().as_uri()}" width="1280" height="900"></iframe>' for p in pages)
     wrapper = work / "check-pages.html"

@@ -8,7 +8,7 @@ import json
 import h5py
 import pandas as pd
 import pytest
-from workflow_helpers import run_snakemake, write_config
+from workflow_helpers import dry_run_jobs, run_snakemake, write_config
 
 from llmscape.store import Landscape
 
@@ -88,3 +88,12 @@ def test_basins_end_to_end(tmp_path, tiny_dir):
 
     again = run_snakemake(tmp_path, "-n")
     assert "Nothing to be done" in again.stdout + again.stderr
+    # one more direction and another bootstrap: only that direction's jobs and the report rerun
+    b = config["basins"]["b"]
+    more = {**b, "directions": {**b["directions"], "ft2": {"method": "checkpoint", "source": "finetune:ft"}}}
+    write_config(tmp_path, {**config, "basins": {"b": {**more, "bootstrap": {"samples": 500}}}})
+    jobs = dry_run_jobs(run_snakemake(tmp_path, "-n").stdout)
+    assert sorted({rule for rule, _ in jobs}) == ["all", "basin_direction", "basin_report", "basin_search", "claims",
+                                                  "paper"]  # fmt: skip
+    per_direction = [w for rule, w in jobs if rule in ("basin_direction", "basin_search")]
+    assert len(per_direction) == 2 * 2 and all("ft2" in w for w in per_direction), per_direction

@@ -4,7 +4,6 @@ reproduced byte for byte by a second clean run; a changed grid reruns exactly it
 from __future__ import annotations
 
 import os
-import re
 import time
 from pathlib import Path
 from urllib.parse import parse_qsl
@@ -12,7 +11,7 @@ from urllib.parse import parse_qsl
 import browser
 import numpy as np
 import pytest
-from workflow_helpers import ROOT, run_snakemake, write_config
+from workflow_helpers import ROOT, dry_run_jobs, run_snakemake, write_config
 
 from llmscape.store import METRICS, Landscape
 
@@ -83,16 +82,6 @@ def _landscapes(r: Path) -> list[Path]:
     return sorted(p.relative_to(r) for p in (r / "landscapes").rglob("*.h5"))
 
 
-def _dry_run_jobs(stdout: str) -> list[tuple[str, str]]:
-    """(rule, wildcards line) of each job a dry run lists."""
-    blocks = re.split(r"^(?:local)?rule (\w+):$", stdout, flags=re.M)
-    jobs = []
-    for rule, body in zip(blocks[1::2], blocks[2::2], strict=True):
-        wildcards = re.search(r"^\s+wildcards: (.*)$", body, re.M)
-        jobs.append((rule, wildcards.group(1) if wildcards else ""))
-    return jobs
-
-
 @pytest.mark.slow
 def test_two_clean_runs_give_the_same_bytes_and_a_changed_grid_reruns_only_its_study(tiny_run, tmp_path):
     t0 = time.monotonic()
@@ -120,7 +109,7 @@ def test_two_clean_runs_give_the_same_bytes_and_a_changed_grid_reruns_only_its_s
     changed["studies"]["layers"] = {**changed["studies"]["layers"], "grid": {"dims": 2, "points": 7, "min": -0.5,
                                                                             "max": 0.5}}  # fmt: skip
     write_config(tmp_path, changed)
-    jobs = _dry_run_jobs(run_snakemake(tmp_path, "-n").stdout)
+    jobs = dry_run_jobs(run_snakemake(tmp_path, "-n").stdout)
     rules = sorted({rule for rule, _ in jobs})
     assert rules == ["all", "claims", "compare_study", "merge", "paper", "plot_landscape", "surface"], rules
     studies = {w for rule, w in jobs if rule not in ("all", "claims", "paper")}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -67,3 +68,13 @@ def run_snakemake(
             f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
         )
     return proc
+
+
+def dry_run_jobs(stdout: str) -> list[tuple[str, str]]:
+    """(rule, wildcards line) of each job a dry run lists."""
+    blocks = re.split(r"^(?:local)?rule (\w+):$", stdout, flags=re.M)
+    jobs = []
+    for rule, body in zip(blocks[1::2], blocks[2::2], strict=True):
+        wildcards = re.search(r"^\s+wildcards: (.*)$", body, re.M)
+        jobs.append((rule, wildcards.group(1) if wildcards else ""))
+    return jobs

@@ -76,7 +76,9 @@ rule basin_direction:
     resources:
         **heavy_resources(),
     params:
-        job_config=lambda wc: basin_config(config, wc.basin, wc.layer, wc.direction),
+        job_config=lambda wc: basin_direction_config(
+            config, wc.basin, wc.layer, wc.direction
+        ),
     script:
         "../scripts/directions.py"
 
@@ -96,7 +98,7 @@ rule basin_search:
     resources:
         **heavy_resources(),
     params:
-        job_config=lambda wc: basin_config(config, wc.basin, wc.layer),
+        job_config=lambda wc: basin_config(config, wc.basin, wc.layer, wc.part),
         engine=lambda wc: basin_engine_section(config, wc.basin),
         shard=lambda wc: random_shard(wc.part),
     script:

@@ -2,6 +2,7 @@
 # basin studies (config sections probes, finetune, basins; src/llmscape/basins/).
 from llmscape.basins.plan import (
     basin_config,
+    basin_direction_config,
     basin_layers,
     basin_parts,
     direction_finetunes,

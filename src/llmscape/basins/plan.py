@@ -66,30 +66,44 @@ def basin_parts(config: dict, basin: str) -> list[str]:
     return [f"random-{i}-of-{k}" for i in range(k)] + list(b["directions"])
 
 
-def basin_config(config: dict, basin: str, layer: str, direction: str | None = None) -> dict:
-    """Everything that determines one basin job's values (its provenance); ``layer`` a file-name token."""
+def _target_config(config: dict, basin: str, layer: str) -> dict:
     b = config["basins"][basin]
-    out = {
+    return {
         "model": config["model"],
         "data": config["data"],
         "basin": basin,
         "layer": layer_position(layer),
         "tensors": b["tensors"],
         "include_1d": b["include_1d"],
+    }
+
+
+def basin_config(config: dict, basin: str, layer: str, part: str | None = None) -> dict:
+    """Everything that determines one basin job's values (its provenance) and nothing more, so that adding
+    a direction or changing the bootstrap reruns only the jobs it changes; ``layer`` a file-name token.
+    ``part``: None (the report: the whole section), ``random-<k>-of-<n>`` (a search over a shard of the
+    random directions) or a direction's name (the search along it)."""
+    b = config["basins"][basin]
+    out = _target_config(config, basin, layer) | {
         "capabilities": b["capabilities"],
         "probes": {"max_items": config["probes"]["max_items"]},
-        "random": b["random"],
         "tolerance": b["tolerance"],
         "search": b["search"],
         "check": b["check"],
-        "bootstrap": b["bootstrap"],
-        "shards": b["shards"],
-        "directions": b["directions"],
     }
-    if direction is not None:
-        out["direction"] = {"name": direction, **b["directions"][direction]}
-        out["grid"] = {"dims": 1}
-    return out
+    if part is None:
+        return out | {k: b[k] for k in ("random", "shards", "directions", "bootstrap")}
+    if part.startswith("random-"):
+        return out | {"random": b["random"], "shards": b["shards"]}
+    return out | {"direction": {"name": part, **b["directions"][part]}}
+
+
+def basin_direction_config(config: dict, basin: str, layer: str, direction: str) -> dict:
+    """What determines one basin direction file: its targets and the direction's own section."""
+    return _target_config(config, basin, layer) | {
+        "direction": {"name": direction, **config["basins"][basin]["directions"][direction]},
+        "grid": {"dims": 1},
+    }
 
 
 def engine_section(config: dict, basin: str) -> dict:
