@@ -302,6 +302,21 @@ def test_the_basin_tables_interval_covers_the_median_of_a_larger_resample(traine
     assert lo <= 5 <= hi and (lo, hi) == bootstrap_median(np.arange(11.0), 2000, 0.95, 0)
 
 
+def test_a_basin_jobs_config_is_unchanged_by_another_direction_or_the_bootstrap(trained):
+    # what Snakemake compares to decide a rerun: the job's params (workflow/rules/basins.smk)
+    config = basin_config(trained, shards=2, directions={"w": {"method": "worst"}})
+    more = copy.deepcopy(config)
+    more["basins"]["b"]["directions"]["extra"] = {"method": "worst", "seed": 3}
+    more["basins"]["b"]["bootstrap"] = {"samples": 500}
+    for part in plan.basin_parts(config, "b"):
+        assert plan.basin_config(more, "b", "last", part) == plan.basin_config(config, "b", "last", part), part
+    assert plan.basin_direction_config(more, "b", "last", "w") == plan.basin_direction_config(config, "b", "last", "w")
+    assert plan.basin_parts(more, "b") == [*plan.basin_parts(config, "b"), "extra"]
+    report = plan.basin_config(more, "b", "last")  # the report reads every direction and the bootstrap
+    assert set(report["directions"]) == {"w", "extra"} and report["bootstrap"]["samples"] == 500
+    assert plan.basin_config(more, "b", "last", "random-0-of-2")["random"]["n"] == 12
+
+
 def config_errors(config) -> str:
     from llmscape.config import check
 
