@@ -18,9 +18,10 @@ MLP matrix of every layer moved along one filter-normalized random direction (a 
 
 Printed: points/s of each, the ratio (goal >= 4x), and the largest differences of loss,
 accuracy and mean right-choice log-probability between them. With --search also one basin
-search along that direction (loss and each set's accuracy, tolerances 0.1, precision 0.2 as in
-the default study): its evaluated points, their seconds, and the points a dense 1-D grid over
-[-max_radius, max_radius] needs to locate the same walls to the same precision.
+search along that direction (loss and each set's accuracy, with the tolerances and search settings
+of the default basin study in config/config.yaml): its evaluated points, their seconds, and the
+points a dense 1-D grid over [-max_radius, max_radius] needs to locate the same walls to the same
+precision.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from __future__ import annotations
 import argparse
 import copy
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -126,9 +128,12 @@ def main() -> None:
         evaluate = LineEvaluator(model, data, probes, {"kind": "fast", "linear_mode": "materialize"})
         evaluate.set_direction(d)
         centre = {k: float(v[0]) for k, v in evaluate(np.zeros(1)).items()}
-        crit = criteria({"loss": 0.1, "accuracy": 0.1}, list(sets))
+        import yaml
+
+        basin = next(iter(yaml.safe_load(Path("config/config.yaml").read_text())["basins"].values()))
+        crit = criteria(basin["tolerance"], list(sets))
         t0 = time.perf_counter()
-        s = search(evaluate, crit, centre, start=0.01, precision=0.2, max_radius=4.0)
+        s = search(evaluate, crit, centre, **basin["search"])
         took = time.perf_counter() - t0
         walls = [min(s.radius[c.metric].values()) for c in crit]
         dense = max(dense_grid_points(r, s.precision, s.max_radius) for r in walls)
