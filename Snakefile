@@ -5,7 +5,7 @@ import sys
 
 from snakemake.utils import min_version, validate
 
-from llmscape.config import before_defaults, check
+from llmscape.config import before_defaults, check, in_schema_order
 from llmscape.errors import LlmscapeError
 from llmscape.jobs import failures
 
@@ -27,6 +27,8 @@ try:
         logger.warning(f"llmscape: {warning}")
     validate(config, "workflow/schemas/config.schema.yaml")
     check(config)
+    # one key order for the same settings, so that reordering a YAML file reruns nothing
+    in_schema_order(config, f"{workflow.basedir}/workflow/schemas/config.schema.yaml")
 except LlmscapeError as exc:
     sys.exit(f"llmscape: {exc}")
 

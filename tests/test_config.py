@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 
 import pytest
 import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
-from workflow_helpers import ROOT
+from workflow_helpers import ROOT, reversed_settings
 
 from llmscape import grid
 from llmscape.engine import DEFAULT_KIND, ENGINES, JOB_DEFAULTS, OPTION_DEFAULTS, OPTIONS_OF
@@ -99,3 +100,21 @@ def test_engine_defaults_agree_with_the_library():
     config = copy.deepcopy(MINIMAL)
     validate(config, SCHEMA)
     assert config["engine"] == library
+
+
+def test_the_same_settings_in_another_key_order_give_the_same_config():
+    # Snakemake compares a job's params as written, key order included (Snakefile: in_schema_order)
+    from llmscape.config import check, in_schema_order
+
+    default = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+    reordered = reversed_settings(default)
+    reordered["studies"]["seed"]["grid"]["points"] = reordered["studies"]["seed"]["grid"].pop("points")
+    reordered["model"] = {"trust_remote_code": False, **reordered["model"]}  # a default written out, first
+    assert json.dumps(reordered) != json.dumps(default)
+    for config in (default, reordered):
+        validate(config, SCHEMA)
+        check(config, cuda_available=False, memory_bytes=2**40)
+        in_schema_order(config, SCHEMA)
+    assert json.dumps(reordered) == json.dumps(default)
+    assert list(default["studies"]["seed"]["directions"]) == ["random", "hessian"]  # named entries keep theirs
+    assert list(default["model"]) == ["name", "source", "dtype", "trust_remote_code"]

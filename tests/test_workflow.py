@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from workflow_helpers import ROOT, run_snakemake, tiny_config, write_config
+from workflow_helpers import ROOT, reversed_settings, run_snakemake, tiny_config, write_config
 
 from llmscape.store import Landscape
 
@@ -99,6 +99,16 @@ def test_tiny_end_to_end(tiny_run):
 
     again = run_snakemake(tmp_path, "-n")
     assert "Nothing to be done" in again.stdout + again.stderr
+    # the same settings in another key order (and a default written out) rerun nothing
+    reordered = reversed_settings(tiny_run.config) | {"model": {"dtype": "float32", **tiny_run.config["model"]}}
+    config_file = tmp_path / "config.yaml"
+    original = config_file.read_text()
+    config_file.write_text(yaml.safe_dump(reordered, sort_keys=False))
+    try:
+        again = run_snakemake(tmp_path, "-n")
+    finally:
+        config_file.write_text(original)
+    assert "Nothing to be done" in again.stdout + again.stderr, again.stdout[-3000:]
 
     run_snakemake(tmp_path, "--report", "report.html")
     report = (tmp_path / "report.html").read_text()

@@ -78,3 +78,16 @@ def dry_run_jobs(stdout: str) -> list[tuple[str, str]]:
         wildcards = re.search(r"^\s+wildcards: (.*)$", body, re.M)
         jobs.append((rule, wildcards.group(1) if wildcards else ""))
     return jobs
+
+
+def reversed_settings(config: dict, named: tuple[str, ...] = ("studies", "directions", "basins", "finetune", "sets")):
+    """``config`` with the keys of every settings mapping in reverse order; named entries (whose order is the
+    paper's) keep theirs."""
+
+    def walk(value, key=None):
+        if isinstance(value, dict):
+            items = [(k, walk(v, k)) for k, v in value.items()]
+            return dict(items if key in named else reversed(items))
+        return [walk(v) for v in value] if isinstance(value, list) else value
+
+    return walk(config)

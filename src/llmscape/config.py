@@ -57,6 +57,39 @@ def before_defaults(config: dict, schema_path: str | Path) -> list[str]:
     return ineffective(config)
 
 
+def in_schema_order(config: dict, schema_path: str | Path) -> None:
+    """Put, in place, the keys of every settings mapping of a validated config in the schema's order;
+    named entries (studies, directions, basins, ...) keep the order the config gives them, which is the
+    order of the paper's figures and tables.
+
+    Snakemake reruns a job whose params differ from the last run's as written, key order included, so
+    without this the same settings in another order (or a default filled in after the keys a user
+    wrote) would rerun every job, the model's conversion first."""
+    import yaml
+
+    schema = yaml.safe_load(Path(schema_path).read_text())
+
+    def order(value, node):
+        while isinstance(node, dict) and "$ref" in node:  # a JSON pointer into this schema
+            target = schema
+            for part in node["$ref"].removeprefix("#/").split("/"):
+                target = target[part]
+            node = target
+        if not isinstance(node, dict):
+            return value
+        if isinstance(value, dict):
+            props = node.get("properties", {})
+            keys = [k for k in props if k in value] + [k for k in value if k not in props]
+            items = [(k, order(value[k], props.get(k, node.get("additionalProperties")))) for k in keys]
+            value.clear()
+            value.update(items)
+        elif isinstance(value, list) and "items" in node:
+            value[:] = [order(v, node["items"]) for v in value]
+        return value
+
+    order(config, schema)
+
+
 def model_name(source: str) -> str:
     """A results-directory name derived from a model source (embedded name, directory name, hub id)."""
     base = source.split(":", 1)[1] if source.startswith("embedded:") else Path(source.rstrip("/")).name
