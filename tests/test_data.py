@@ -1,8 +1,14 @@
-"""Evaluation sets from text files: windows from every file, a warning for texts shorter than a window."""
+"""Evaluation sets: windows from every text file, a warning for texts shorter than a window, chat prompts."""
 
 import logging
 
-from llmscape.data import texts_of, tokenize
+import pytest
+from snakemake.utils import validate
+from workflow_helpers import ROOT
+
+from llmscape.config import check
+from llmscape.data import load_eval_set, texts_for, texts_of, tokenize
+from llmscape.errors import LlmscapeError
 
 
 def windows(data) -> list[str]:
@@ -34,3 +40,43 @@ def test_a_text_shorter_than_seq_len_is_one_window_with_a_warning(tiny, caplog):
         data = tokenize(["abcdefghij", "xyz"], tokenizer, seq_len=8)
     assert windows(data) == ["abcdefgh", "xyz", "ij"]
     assert "text 1 has 3 tokens, fewer than seq_len = 8" in caplog.text
+
+
+CHAT = "{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}{% endfor %}{% if add_generation_prompt %}<bot>{% endif %}"  # noqa: E501
+
+
+def test_chat_prompts_are_the_chat_templates_tokens(tmp_path):
+    from conftest import make_tiny_llama
+    from transformers import AutoTokenizer
+
+    from llmscape.models import prepare_model
+    from llmscape.steps import prepare_data
+
+    src = make_tiny_llama(tmp_path / "src")
+    tokenizer = AutoTokenizer.from_pretrained(src)
+    tokenizer.chat_template = CHAT
+    tokenizer.save_pretrained(src)
+    prepare_model(str(src), tmp_path / "model")
+    prompts = ["hello", "what is a loss?"]
+    prepare_data(tmp_path / "model", {"kind": "prompts", "prompts": prompts, "chat": True}, tmp_path / "d.h5")
+    data = load_eval_set(tmp_path / "d.h5")
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "model")
+    for i, prompt in enumerate(prompts):  # transformers' own tokenization of the conversation
+        want = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True)
+        want = want["input_ids"] if hasattr(want, "keys") else want
+        assert data.input_ids[i, : int(data.attention_mask[i].sum())].tolist() == list(want)
+    assert windows(data)[1] == "<user>whatisaloss?<bot>"
+
+
+def test_chat_needs_a_template_and_prompts(tiny, tmp_path):
+    _, tokenizer = tiny
+    with pytest.raises(LlmscapeError, match="need a chat template; this model's tokenizer has none"):
+        texts_for({"kind": "prompts", "prompts": ["hi there"], "chat": True}, tokenizer)
+    assert texts_for({"kind": "prompts", "prompts": ["hi there"]}, tokenizer) == (["hi there"], False)
+    text = tmp_path / "a.txt"
+    text.write_text("some text")
+    config = {"studies": {"s": {"tensors": ["mlp"], "directions": {"r": {}}}}, "data": {"kind": "files"}}
+    config["data"] |= {"files": [str(text)], "chat": True}
+    validate(config, str(ROOT / "workflow/schemas/config.schema.yaml"))
+    with pytest.raises(LlmscapeError, match=r"config\['data'\]\['chat'\] = True: the chat template applies to kind"):
+        check(config, cuda_available=False, memory_bytes=2**40)

@@ -150,6 +150,8 @@ def check(config: dict, cuda_available=None, memory_bytes: int | None = None) ->
         for i, f in enumerate(data["files"]):
             if not Path(f).is_file():
                 problems.append(f"config['data']['files'][{i}] = {f!r}: no such file (relative to {Path.cwd()})")
+        if data["chat"]:
+            problems.append("config['data']['chat'] = True: the chat template applies to kind: prompts, not files")
     device = str(config["engine"]["device"])
     if device.startswith("cuda"):
         if cuda_available is None:

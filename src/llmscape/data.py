@@ -114,8 +114,35 @@ def texts_of(data_config: dict) -> list[str]:
     return texts
 
 
-def tokenize(texts: list[str], tokenizer, seq_len: int | None = None, max_sequences: int | None = None) -> EvalSet:
+def texts_for(data_config: dict, tokenizer) -> tuple[list[str], bool]:
+    """The config's texts as the model reads them, and whether they went through the chat template: with
+    ``chat`` (instruct models, kind prompts) each prompt is the user turn of a one-turn conversation."""
+    texts = texts_of(data_config)
+    if not data_config.get("chat"):
+        return texts, False
+    return [chat_context(tokenizer, t) for t in texts], True
+
+
+def chat_context(tokenizer, user: str) -> str:
+    """A one-turn conversation with ``user``'s message under the model's chat template, ready for the reply."""
+    if not getattr(tokenizer, "chat_template", None):
+        raise LlmscapeError("data.chat and chat probe sets need a chat template; this model's tokenizer has none")
+    return tokenizer.apply_chat_template(
+        [{"role": "user", "content": user}], tokenize=False, add_generation_prompt=True
+    )
+
+
+def tokenize(
+    texts: list[str],
+    tokenizer,
+    seq_len: int | None = None,
+    max_sequences: int | None = None,
+    templated: bool = False,
+) -> EvalSet:
     """Tokenize texts into an EvalSet.
+
+    ``templated`` texts went through the chat template (``chat_context``), which writes the model's
+    special tokens itself: they are tokenized without adding them again.
 
     Without ``seq_len`` each text is one sequence (prompts). With ``seq_len`` each
     text is tokenized whole and cut into consecutive windows of ``seq_len`` tokens
@@ -126,7 +153,7 @@ def tokenize(texts: list[str], tokenizer, seq_len: int | None = None, max_sequen
     """
     per_text: list[list[list[int]]] = []
     for i, text in enumerate(texts):
-        ids = tokenizer(text, add_special_tokens=True)["input_ids"]
+        ids = tokenizer(text, add_special_tokens=not templated)["input_ids"]
         if seq_len is None:
             if len(ids) < 2:
                 raise LlmscapeError(f"prompt {text!r} tokenizes to {len(ids)} token(s); a loss needs at least 2")

@@ -54,7 +54,7 @@ import numpy as np
 import torch
 
 from llmscape import h5io
-from llmscape.data import EvalSet, Targets
+from llmscape.data import EvalSet, Targets, chat_context
 from llmscape.errors import LlmscapeError
 from llmscape.loss import SequenceStats, metrics
 
@@ -232,15 +232,6 @@ class ProbeRows:
 
 def _encode(tokenizer, text: str, special: bool) -> list[int]:
     return list(tokenizer(text, add_special_tokens=special)["input_ids"])
-
-
-def chat_context(tokenizer, user: str) -> str:
-    """A one-turn conversation with ``user``'s message under the model's chat template, ready for the reply."""
-    if not getattr(tokenizer, "chat_template", None):
-        raise LlmscapeError("a chat probe set needs a tokenizer with a chat template; this model's has none")
-    return tokenizer.apply_chat_template(
-        [{"role": "user", "content": user}], tokenize=False, add_generation_prompt=True
-    )
 
 
 def encode_pair(tokenizer, context: str, choice: str, chat: bool) -> tuple[list[int], list[int]]:

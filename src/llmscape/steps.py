@@ -28,8 +28,10 @@ def prepare_data(model_dir: str | Path, data_config: dict, out: str | Path) -> N
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    texts = datamod.texts_of(data_config)
-    evalset = datamod.tokenize(texts, tokenizer, data_config.get("seq_len"), data_config.get("max_sequences"))
+    texts, templated = datamod.texts_for(data_config, tokenizer)
+    evalset = datamod.tokenize(
+        texts, tokenizer, data_config.get("seq_len"), data_config.get("max_sequences"), templated
+    )
     first = evalset.input_ids[:, 0]
     attrs = {
         "spec": data_config,

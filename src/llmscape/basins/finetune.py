@@ -24,23 +24,23 @@ from llmscape.errors import LlmscapeError
 log = logging.getLogger("llmscape")
 
 
-def training_texts(job_config: dict, probes_section: dict | None, tokenizer) -> list[str]:
-    """The texts a fine-tune trains on (module docstring)."""
+def training_texts(job_config: dict, probes_section: dict | None, tokenizer) -> tuple[list[str], bool]:
+    """The texts a fine-tune trains on (module docstring), and whether they went through the chat template."""
     from llmscape import data as datamod
-    from llmscape.probes import chat_context, probe_specs, read_items
+    from llmscape.probes import probe_specs, read_items
 
     source = job_config["data"]
     if source == "data":
-        return datamod.texts_of(job_config["data_config"])
+        return datamod.texts_for(job_config["data_config"], tokenizer)
     if not source.startswith("probes:"):
         raise LlmscapeError(f"finetune {job_config['name']}: data must be 'data' or 'probes:<set>', got {source!r}")
     spec = probe_specs(probes_section)[source.removeprefix("probes:")]
     texts = []
     for item in read_items(spec.path):
         j = item.answer if job_config["answers"] == "right" else (item.answer + 1) % len(item.choices)
-        context = chat_context(tokenizer, item.context) if spec.chat else item.context
+        context = datamod.chat_context(tokenizer, item.context) if spec.chat else item.context
         texts.append(context + item.choices[j])
-    return texts
+    return texts, spec.chat
 
 
 def run_finetune(model_dir: str | Path, job_config: dict, probes_section: dict | None, out: str | Path):
@@ -51,8 +51,8 @@ def run_finetune(model_dir: str | Path, job_config: dict, probes_section: dict |
     from llmscape.train import TrainSpec, train
 
     model, tokenizer = load_prepared(model_dir, job_config["model"]["dtype"])
-    texts = training_texts(job_config, probes_section, tokenizer)
-    evalset = datamod.tokenize(texts, tokenizer)
+    texts, templated = training_texts(job_config, probes_section, tokenizer)
+    evalset = datamod.tokenize(texts, tokenizer, templated=templated)
     names = select(
         tensor_shapes(model_dir),
         job_config["tensors"],
