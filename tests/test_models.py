@@ -65,3 +65,24 @@ def test_an_edited_source_is_converted_again_and_off_disables_the_cache(tiny_dir
     monkeypatch.setenv("LLMSCAPE_MODEL_CACHE", "off")
     prepare_model(str(source), tmp_path / "three")
     assert all(f.stat().st_nlink == 1 for f in (tmp_path / "three").iterdir())
+
+
+@pytest.mark.slow
+def test_the_embedded_gguf_converts_to_what_transformers_loads_itself(tmp_path, monkeypatch):
+    # prepare_model parses the GGUF once (models._gguf_parsed_once); transformers alone parses it three times
+    import gguf
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    monkeypatch.setenv("LLMSCAPE_MODEL_CACHE", "off")
+    readers = gguf.GGUFReader
+    manifest = prepare_model("embedded:smollm2-135m-instruct", tmp_path / "m")
+    assert gguf.GGUFReader is readers  # the module is as it was
+    assert manifest["source_kind"] == "gguf" and manifest["n_parameters"] == 134_515_008
+    resolved = resolve_source("embedded:smollm2-135m-instruct")
+    want = AutoModelForCausalLM.from_pretrained(resolved["path"], gguf_file=resolved["gguf_file"], dtype=torch.float32)
+    got, tokenizer = load_prepared(tmp_path / "m")
+    for (n, p), (_, q) in zip(got.named_parameters(), want.named_parameters(), strict=True):
+        assert torch.equal(p, q), n
+    plain = AutoTokenizer.from_pretrained(resolved["path"], gguf_file=resolved["gguf_file"])
+    text = "What is gradient descent? Explain recursion."
+    assert tokenizer(text)["input_ids"] == plain(text)["input_ids"] and len(tokenizer) == len(plain)
