@@ -179,7 +179,10 @@ def test_a_killed_finetune_resumes_and_a_diverging_one_keeps_its_last_good_step(
 
     probes = {"sets": {"toy": {"file": str(trained["items"])}}}
     job = finetune_config(trained)
-    whole = S.finetune(trained["dir"], job, probes, tmp_path / "whole") or T.load_run(tmp_path / "whole")
+    with caplog.at_level(logging.INFO, logger="llmscape"):
+        whole = S.finetune(trained["dir"], job, probes, tmp_path / "whole") or T.load_run(tmp_path / "whole")
+    said = re.search(r"fine-tune ft: loss over all \d+ training texts ([\d.]+) -> ([\d.]+)", caplog.text)
+    assert said, caplog.text  # the whole set's loss before and after (this lr, 1e-2, is chosen for speed, not progress)
     real, calls = T._batch_loss, {"n": 0}
 
     def dies_at_step_3(model, data, rows):

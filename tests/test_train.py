@@ -40,6 +40,17 @@ def test_sgd_steps_match_a_hand_written_update(tiny_dir, tiny_data, tmp_path):
     assert torch.equal(run.tensors(0)[TARGET], dict(fresh(tiny_dir).named_parameters())[TARGET].detach())
 
 
+def test_the_whole_sets_loss_is_transformers_own_in_any_batch_size(tiny_dir, tiny_data):
+    model = fresh(tiny_dir)
+    want = []
+    for i in range(len(tiny_data)):
+        n = int(tiny_data.attention_mask[i].sum())
+        ids = tiny_data.input_ids[i : i + 1, :n]
+        want.append(float(model(input_ids=ids, labels=ids).loss))
+    for batch_size in (1, 2, 8):
+        assert T.mean_loss(model, tiny_data, batch_size) == pytest.approx(sum(want) / len(want), abs=1e-5)
+
+
 def test_a_killed_run_resumes_to_the_same_result(tiny_dir, tiny_data, tmp_path, monkeypatch):
     spec = T.TrainSpec(steps=4, lr=1e-2, optimizer="adamw", batch_size=2, save_every=2)
     whole = T.train(fresh(tiny_dir), tiny_data, [TARGET], spec, tmp_path / "whole")

@@ -89,6 +89,18 @@ class Run:
 
 
 def _batch_loss(model: torch.nn.Module, data: EvalSet, rows: np.ndarray) -> torch.Tensor:
+    return _sequence_losses(model, data, rows).mean()
+
+
+def mean_loss(model: torch.nn.Module, data: EvalSet, batch_size: int = 8) -> float:
+    """The training loss over the whole set, without gradients: each sequence's mean next-token NLL,
+    averaged over the sequences (a step's loss is the same over its batch)."""
+    with torch.no_grad():
+        rows = np.array_split(np.arange(len(data)), max(1, math.ceil(len(data) / batch_size)))
+        return float(torch.cat([_sequence_losses(model, data, r) for r in rows]).mean())
+
+
+def _sequence_losses(model: torch.nn.Module, data: EvalSet, rows: np.ndarray) -> torch.Tensor:
     ids = data.input_ids[rows].to(model.device)
     mask = data.attention_mask[rows].to(model.device)
     logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
@@ -98,7 +110,7 @@ def _batch_loss(model: torch.nn.Module, data: EvalSet, rows: np.ndarray) -> torc
     nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), reduction="none")
     nll = nll.view(labels.shape)
     m = label_mask.to(nll.dtype)
-    return ((nll * m).sum(dim=1) / m.sum(dim=1)).mean()
+    return (nll * m).sum(dim=1) / m.sum(dim=1)
 
 
 def _batches(n: int, batch_size: int, seed: int):

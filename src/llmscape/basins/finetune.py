@@ -48,7 +48,7 @@ def run_finetune(model_dir: str | Path, job_config: dict, probes_section: dict |
     from llmscape import data as datamod
     from llmscape.models import load_prepared, n_layers, tensor_shapes
     from llmscape.targets import select
-    from llmscape.train import TrainSpec, train
+    from llmscape.train import TrainSpec, mean_loss, train
 
     model, tokenizer = load_prepared(model_dir, job_config["model"]["dtype"])
     texts, templated = training_texts(job_config, probes_section, tokenizer)
@@ -80,9 +80,16 @@ def run_finetune(model_dir: str | Path, job_config: dict, probes_section: dict |
         spec.lr,
         steps,
     )
+    before = mean_loss(model, evalset, spec.batch_size)
     run = train(model, evalset, names, spec, out)
     if run.stopped:
         log.warning("fine-tune %s: %s; last saved step %d", job_config["name"], run.stopped, run.saved[-1])
-    else:
-        log.info("fine-tune %s: batch loss %.4f -> %.4f", job_config["name"], run.losses[0], run.losses[-1])
+    else:  # each step's loss is its own batch's; the whole set's, before and after, shows what training did
+        log.info(
+            "fine-tune %s: loss over all %d training texts %.4f -> %.4f",
+            job_config["name"],
+            len(texts),
+            before,
+            mean_loss(model, evalset, spec.batch_size),
+        )
     return run
