@@ -2,7 +2,7 @@
 
 Every source is converted once into a plain directory (safetensors + tokenizer +
 manifest.json); all later steps load that directory, so they never pay for GGUF
-dequantization (~15 s) or touch the network.
+parsing and dequantization (~9 s) or touch the network.
 """
 
 from __future__ import annotations

@@ -94,7 +94,7 @@ def _batch_loss(model: torch.nn.Module, data: EvalSet, rows: np.ndarray) -> torc
 
 def mean_loss(model: torch.nn.Module, data: EvalSet, batch_size: int = 8) -> float:
     """The training loss over the whole set, without gradients: each sequence's mean next-token NLL,
-    averaged over the sequences (a step's loss is the same over its batch)."""
+    averaged over the sequences (what a step minimizes over its batch)."""
     with torch.no_grad():
         rows = np.array_split(np.arange(len(data)), max(1, math.ceil(len(data) / batch_size)))
         return float(torch.cat([_sequence_losses(model, data, r) for r in rows]).mean())
