@@ -62,8 +62,8 @@ def test_chat_prompts_are_the_chat_templates_tokens(tmp_path):
     data = load_eval_set(tmp_path / "d.h5")
     tokenizer = AutoTokenizer.from_pretrained(tmp_path / "model")
     for i, prompt in enumerate(prompts):  # transformers' own tokenization of the conversation
-        want = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True)
-        want = want["input_ids"] if hasattr(want, "keys") else want
+        conversation = [{"role": "user", "content": prompt}]
+        want = tokenizer.apply_chat_template(conversation, add_generation_prompt=True)["input_ids"]
         assert data.input_ids[i, : int(data.attention_mask[i].sum())].tolist() == list(want)
     assert windows(data)[1] == "<user>whatisaloss?<bot>"
 
